@@ -1,0 +1,286 @@
+// Package detect turns counted flows into scored alerts: it feeds events to
+// the edge state (package cache), computes each due flow's features from its
+// 24 x 60 matrix and context, scores them with the GBM model, applies the
+// operator's rules and hands alerts to a Sink.
+//
+// The same Detector runs inside the Fluent Bit plugin and in the offline
+// replay command, so both raise the same alerts from the same events.
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/beacongrid/beacongrid/alert"
+	"github.com/beacongrid/beacongrid/cache"
+	"github.com/beacongrid/beacongrid/fields"
+	"github.com/beacongrid/beacongrid/rules"
+)
+
+// Model scores a feature vector. Implementations must be safe for
+// concurrent use.
+type Model interface {
+	Predict(features []float64) float64
+	Version() string
+	Threshold() float64
+	FeatureNames() []string
+}
+
+// Explainer is implemented by models that can say which features drove a
+// score.
+type Explainer interface {
+	Explain(features []float64, top int) []alert.Reason
+}
+
+// Sink receives alerts. Alert must not block for long: the plugin calls it
+// on Fluent Bit's flush thread.
+type Sink interface {
+	Alert(a *alert.Alert)
+}
+
+// Config tunes the detector. Zero values take the defaults.
+type Config struct {
+	// MinActive is the fewest active minutes before a flow is scored. Default 6.
+	MinActive int
+	// ScoreEvery is how often (event-time minutes) a busy flow is rescored. Default 5.
+	ScoreEvery int
+	// RealertAfter is how long (minutes) before the same flow alerts again
+	// at the same score. Default 1440 (once per window).
+	RealertAfter int
+	// RealertRise is how much the score must rise to alert again sooner. Default 0.05.
+	RealertRise float64
+	// Observer names the collector in alerts.
+	Observer alert.Observer
+	// Now is the wall clock (for alert creation times). Default time.Now.
+	Now func() time.Time
+}
+
+// Stats count what the detector saw.
+type Stats struct {
+	Events     int64 // records offered
+	Skipped    int64 // records that make no flow (no source, no destination, duplicate conn)
+	NoTime     int64 // records without a usable time
+	Scored     int64 // flows scored
+	Alerts     int64 // alerts raised
+	Suppressed int64 // alerts an allowlist silenced
+}
+
+// Detector is safe for concurrent use.
+type Detector struct {
+	store *cache.Store
+	model Model
+	rules *atomic.Pointer[rules.Set]
+	sink  Sink
+	cfg   Config
+	pool  sync.Pool
+
+	events, skipped, noTime, scored, alerts, suppressed atomic.Int64
+}
+
+type work struct {
+	scratch
+	view  cache.View
+	feats []float64
+}
+
+// New returns a Detector. rs holds the active rules (swapped atomically on
+// reload); it may hold nil for none.
+func New(store *cache.Store, model Model, rs *atomic.Pointer[rules.Set], sink Sink, cfg Config) (*Detector, error) {
+	switch {
+	case store == nil:
+		return nil, errors.New("detect: nil store")
+	case model == nil:
+		return nil, errors.New("detect: nil model")
+	case sink == nil:
+		return nil, errors.New("detect: nil sink")
+	case !slices.Equal(model.FeatureNames(), FeatureNames):
+		return nil, fmt.Errorf("detect: model %s was trained on features %v; this build computes %v", model.Version(), model.FeatureNames(), FeatureNames)
+	case cfg.MinActive < 0 || cfg.ScoreEvery < 0 || cfg.RealertAfter < 0 || cfg.RealertRise < 0:
+		return nil, errors.New("detect: negative setting")
+	}
+	if cfg.MinActive == 0 {
+		cfg.MinActive = 6
+	}
+	if cfg.ScoreEvery == 0 {
+		cfg.ScoreEvery = 5
+	}
+	if cfg.RealertAfter == 0 {
+		cfg.RealertAfter = cache.Minutes
+	}
+	if cfg.RealertRise == 0 {
+		cfg.RealertRise = 0.05
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if rs == nil {
+		rs = new(atomic.Pointer[rules.Set])
+	}
+	d := &Detector{store: store, model: model, rules: rs, sink: sink, cfg: cfg}
+	d.pool.New = func() any { return &work{feats: make([]float64, NumFeatures)} }
+	return d, nil
+}
+
+// Observe counts one parsed record and scores its flow when due. buf is
+// scratch space for the flow key; Observe returns it (possibly grown) for
+// reuse. The record's bytes are not retained.
+func (d *Detector) Observe(e *fields.Event, buf []byte) []byte {
+	d.events.Add(1)
+	if !e.HasTime {
+		d.noTime.Add(1)
+		return buf
+	}
+	src, dst, buf, ok := e.Flow(buf)
+	if !ok {
+		d.skipped.Add(1)
+		return buf
+	}
+	f, due, r := d.store.Observe(src, dst, e.Sec, e.Size)
+	if r == cache.Counted && due {
+		d.Score(f)
+	}
+	return buf
+}
+
+// Score scores one flow now and raises an alert if it qualifies.
+func (d *Detector) Score(f *cache.Flow) {
+	w := d.pool.Get().(*work)
+	defer d.pool.Put(w)
+	d.store.Snapshot(f, &w.view)
+	v := &w.view
+	sm := w.Compute(v, w.feats)
+	m := v.Marks
+	if sm.ActiveMinutes < d.cfg.MinActive {
+		m.NextScore = v.End + 1
+		f.SetMarks(m)
+		return
+	}
+	m.NextScore = v.End + int32(d.cfg.ScoreEvery)
+	d.scored.Add(1)
+	p := d.model.Predict(w.feats)
+	rs := d.rules.Load()
+	thr := d.model.Threshold()
+	if t, ok := rs.Threshold(v.Src); ok {
+		thr = t
+	}
+	if p < thr || sm.ActiveMinutes < rs.MinActive(v.Src) {
+		f.SetMarks(m)
+		return
+	}
+	fresh := m.AlertMinute == 0 || v.End-m.AlertMinute >= int32(d.cfg.RealertAfter) || p >= float64(m.AlertScore)+d.cfg.RealertRise
+	if !fresh {
+		f.SetMarks(m)
+		return
+	}
+	m.AlertMinute, m.AlertScore = v.End, float32(p)
+	f.SetMarks(m)
+	if why, ok := rs.Allowed(v.Src, v.Dst, d.cfg.Now()); ok {
+		_ = why
+		d.suppressed.Add(1)
+		return
+	}
+	d.alerts.Add(1)
+	d.sink.Alert(d.build(v, w.feats, sm, p, thr, rs))
+}
+
+// Sweep scores every tracked flow once (end of a replay, or on demand).
+func (d *Detector) Sweep() {
+	d.store.Range(func(f *cache.Flow) bool {
+		d.Score(f)
+		return true
+	})
+}
+
+func (d *Detector) build(v *cache.View, feats []float64, sm Summary, p, thr float64, rs *rules.Set) *alert.Alert {
+	a := &alert.Alert{
+		Timestamp: minuteTime(v.End),
+		Event: alert.Event{
+			ID:       alert.ID(v.Src, v.Dst, int64(v.End)),
+			Kind:     "alert",
+			Module:   "beacongrid",
+			Dataset:  "beacongrid.alert",
+			Category: []string{"network", "intrusion_detection"},
+			Severity: int(math.Round(p * 100)),
+			Start:    time.Unix(v.FirstSec, 0).UTC(),
+			End:      time.Unix(v.LastSec, 0).UTC(),
+			Created:  d.cfg.Now().UTC(),
+		},
+		Source: alert.Source{IP: v.Src},
+		Rule:   alert.Rule{Name: "beacon-model", Ruleset: "beacongrid", Severity: severity(p)},
+		Beacon: alert.Beacon{
+			Score:         round(p, 4),
+			Threshold:     thr,
+			PeriodS:       round(sm.PeriodS, 1),
+			Jitter:        round(sm.Jitter, 3),
+			ActiveMinutes: sm.ActiveMinutes,
+			Requests:      sm.Requests,
+			Prevalence:    v.Prevalence,
+			Matrix:        make([]uint16, alert.MatrixLen),
+			WindowEnd:     minuteTime(v.End),
+			ModelVersion:  d.model.Version(),
+		},
+	}
+	if ap, err := netip.ParseAddrPort(v.Dst); err == nil && dstIsIP(v.Dst) == 1 {
+		a.Destination.IP, a.Destination.Port = ap.Addr().String(), int(ap.Port())
+	} else {
+		a.Destination.Domain = v.Dst
+	}
+	start := v.End - cache.Minutes + 1
+	for i, c := range v.Counts {
+		a.Beacon.Matrix[mod(start+int32(i))] = c
+	}
+	if ex, ok := d.model.(Explainer); ok {
+		a.Beacon.Reasons = ex.Explain(feats, 5)
+	}
+	if o := d.cfg.Observer; o != (alert.Observer{}) {
+		a.Observer = &o
+	}
+	a.Tags = rs.Tags(v.Src, v.Dst)
+	if sev := rs.Severity(v.Src, v.Dst); sev != "" {
+		a.Rule.Severity = sev
+	}
+	return a
+}
+
+// Stats returns the detector's counters.
+func (d *Detector) Stats() Stats {
+	return Stats{
+		Events: d.events.Load(), Skipped: d.skipped.Load(), NoTime: d.noTime.Load(),
+		Scored: d.scored.Load(), Alerts: d.alerts.Load(), Suppressed: d.suppressed.Load(),
+	}
+}
+
+// Store returns the detector's flow store.
+func (d *Detector) Store() *cache.Store { return d.store }
+
+func severity(p float64) string {
+	switch {
+	case p >= 0.95:
+		return "high"
+	case p >= 0.8:
+		return "medium"
+	default:
+		return "low"
+	}
+}
+
+func minuteTime(abs int32) time.Time { return time.Unix(int64(abs)*60, 0).UTC() }
+
+func mod(m int32) int {
+	i := int(m) % cache.Minutes
+	if i < 0 {
+		i += cache.Minutes
+	}
+	return i
+}
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}

@@ -1,0 +1,308 @@
+// Package fields turns a log record into the one event the detector counts:
+// when it happened, who sent it, and where it went. A Mapping names which
+// record keys feed each slot; presets cover Zeek and ECS out of the box.
+//
+// An Event's byte slices point into the record it was read from (a Fluent
+// Bit chunk, a line of a log file): they are valid only until that record's
+// buffer is released, and the Event must be Reset before reuse.
+package fields
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+	"unsafe"
+)
+
+// Slots: the parts of an event a record can supply.
+const (
+	Time    = iota // event time: epoch seconds (int, float or text) or RFC 3339 text
+	Src            // source IP
+	Domain         // destination domain (HTTP Host, TLS SNI, ECS destination.domain)
+	DstIP          // destination IP
+	DstPort        // destination port
+	Size           // request size in bytes
+	Service        // Zeek conn service (to skip connections the http/ssl logs already carry)
+	NumSlots
+)
+
+// SlotNames names the slots as rules files and docs spell them.
+var SlotNames = [NumSlots]string{"time", "source", "domain", "destination_ip", "destination_port", "bytes", "service"}
+
+// Mapping lists, per slot, the record keys (dotted paths) that feed it, in
+// priority order: when a record has several, the first listed wins.
+type Mapping [NumSlots][]string
+
+// Zeek is the preset for Zeek http, ssl and conn logs.
+func Zeek() Mapping {
+	return Mapping{
+		Time:    {"ts"},
+		Src:     {"id.orig_h"},
+		Domain:  {"host", "server_name"},
+		DstIP:   {"id.resp_h"},
+		DstPort: {"id.resp_p"},
+		Size:    {"request_body_len", "orig_bytes"},
+		Service: {"service"},
+	}
+}
+
+// ECS is the preset for Elastic Common Schema records.
+func ECS() Mapping {
+	return Mapping{
+		Time:    {"@timestamp"},
+		Src:     {"source.ip", "client.ip"},
+		Domain:  {"destination.domain", "url.domain", "tls.client.server_name"},
+		DstIP:   {"destination.ip", "server.ip"},
+		DstPort: {"destination.port", "server.port"},
+		Size:    {"source.bytes", "http.request.bytes"},
+	}
+}
+
+// Default is Zeek and ECS together: what the plugin and the CLI use when no
+// rules file maps fields.
+func Default() Mapping { return Merge(Zeek(), ECS()) }
+
+// Merge returns a mapping with the keys of a first, then those of b.
+func Merge(a, b Mapping) Mapping {
+	var m Mapping
+	for i := range m {
+		m[i] = appendUnique(append([]string(nil), a[i]...), b[i]...)
+	}
+	return m
+}
+
+func appendUnique(dst []string, keys ...string) []string {
+outer:
+	for _, k := range keys {
+		for _, d := range dst {
+			if d == k {
+				continue outer
+			}
+		}
+		dst = append(dst, k)
+	}
+	return dst
+}
+
+// Validate reports a mapping that cannot make a flow.
+func (m Mapping) Validate() error {
+	if len(m[Src]) == 0 {
+		return errors.New("fields: no key maps the source")
+	}
+	if len(m[Domain]) == 0 && len(m[DstIP]) == 0 {
+		return errors.New("fields: no key maps the destination (domain or destination_ip)")
+	}
+	return nil
+}
+
+// Slots returns the mapping as a slot -> keys table (for key matchers).
+func (m Mapping) Slots() [][]string { return m[:] }
+
+// Event is one parsed record. Byte slices alias the record's buffer.
+type Event struct {
+	Sec     int64 // Unix seconds; valid when HasTime
+	HasTime bool
+	Src     []byte
+	Domain  []byte
+	DstIP   []byte
+	DstPort int
+	Size    int64 // -1 when unknown
+	Service []byte
+	prio    [NumSlots]int8 // priority of the alias that set each slot (lower wins)
+}
+
+// Reset clears e for the next record.
+func (e *Event) Reset() {
+	*e = Event{Size: -1}
+	for i := range e.prio {
+		e.prio[i] = math.MaxInt8
+	}
+}
+
+// ErrType is returned when a value has the wrong type for its slot.
+var ErrType = errors.New("fields: value has the wrong type")
+
+// Claim reports whether alias number prio of slot may set it (no alias
+// listed earlier already did) and records the claim.
+func (e *Event) Claim(slot, prio int) bool {
+	if prio >= int(e.prio[slot]) {
+		return false
+	}
+	e.prio[slot] = int8(min(prio, math.MaxInt8-1))
+	return true
+}
+
+// SetText sets slot from a text value.
+func (e *Event) SetText(slot int, v []byte) error {
+	switch slot {
+	case Time:
+		sec, err := parseTime(v)
+		if err != nil {
+			return err
+		}
+		e.Sec, e.HasTime = sec, true
+	case Src:
+		e.Src = v
+	case Domain:
+		e.Domain = v
+	case DstIP:
+		e.DstIP = v
+	case DstPort:
+		n, err := strconv.ParseUint(bstr(v), 10, 16)
+		if err != nil {
+			return ErrType
+		}
+		e.DstPort = int(n)
+	case Size:
+		n, err := strconv.ParseInt(bstr(v), 10, 64)
+		if err != nil {
+			return ErrType
+		}
+		e.Size = n
+	case Service:
+		e.Service = v
+	}
+	return nil
+}
+
+// SetInt sets slot from an integer value.
+func (e *Event) SetInt(slot int, v int64) error {
+	switch slot {
+	case Time:
+		e.Sec, e.HasTime = v, true
+	case DstPort:
+		if v < 0 || v > 65535 {
+			return ErrType
+		}
+		e.DstPort = int(v)
+	case Size:
+		e.Size = v
+	default:
+		return ErrType
+	}
+	return nil
+}
+
+// SetFloat sets slot from a float value.
+func (e *Event) SetFloat(slot int, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return ErrType
+	}
+	switch slot {
+	case Time:
+		if v < -1e12 || v > 1e12 {
+			return ErrType
+		}
+		e.Sec, e.HasTime = int64(math.Floor(v)), true
+	case DstPort:
+		return e.SetInt(slot, int64(v))
+	case Size:
+		e.Size = int64(v)
+	default:
+		return ErrType
+	}
+	return nil
+}
+
+// SkipServices lists Zeek conn services whose connections the http and ssl
+// logs already carry (with their domain): such conn records are not counted
+// again.
+var SkipServices = [][]byte{[]byte("http"), []byte("ssl")}
+
+// Flow writes the flow's source and destination into buf (reused) and
+// returns them. The destination is the domain when the record names one
+// (lowercased, without port or trailing dot), else ip:port. ok is false when
+// the record cannot make a flow: no valid source IP, no destination, or a
+// conn record for a service the other logs carry.
+func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
+	if len(e.Service) > 0 {
+		for _, s := range SkipServices {
+			if containsToken(e.Service, s) {
+				return nil, nil, buf, false
+			}
+		}
+	}
+	a, err := netip.ParseAddr(bstr(e.Src))
+	if err != nil {
+		return nil, nil, buf, false
+	}
+	buf = a.WithZone("").AppendTo(buf[:0])
+	n := len(buf)
+	if d := cleanDomain(e.Domain); len(d) > 0 {
+		for _, c := range d {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf = append(buf, c)
+		}
+	} else {
+		ip, err := netip.ParseAddr(bstr(e.DstIP))
+		if err != nil {
+			return nil, nil, buf, false
+		}
+		buf = netip.AddrPortFrom(ip.WithZone(""), uint16(e.DstPort)).AppendTo(buf)
+	}
+	return buf[:n:n], buf[n:], buf, true
+}
+
+// cleanDomain strips a port, a trailing dot and surrounding space; it
+// returns nil for values that are not domain names (empty, "-", an IP).
+func cleanDomain(d []byte) []byte {
+	d = bytes.TrimSpace(d)
+	if len(d) > 0 && d[0] == '[' { // [v6]:port
+		return nil
+	}
+	if i := bytes.LastIndexByte(d, ':'); i >= 0 && bytes.IndexByte(d[:i], ':') < 0 {
+		d = d[:i]
+	}
+	d = bytes.TrimSuffix(d, []byte("."))
+	if len(d) == 0 || (len(d) == 1 && d[0] == '-') || len(d) > 253 {
+		return nil
+	}
+	if _, err := netip.ParseAddr(bstr(d)); err == nil {
+		return nil
+	}
+	return d
+}
+
+func containsToken(list, tok []byte) bool {
+	for len(list) > 0 {
+		i := bytes.IndexByte(list, ',')
+		var t []byte
+		if i < 0 {
+			t, list = list, nil
+		} else {
+			t, list = list[:i], list[i+1:]
+		}
+		if bytes.Equal(bytes.TrimSpace(t), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTime reads epoch seconds ("1419360720.123456", "1419360720") or an
+// RFC 3339 timestamp.
+func parseTime(v []byte) (int64, error) {
+	if len(v) == 0 {
+		return 0, ErrType
+	}
+	if c := v[0]; c >= '0' && c <= '9' && bytes.IndexByte(v, '-') < 0 {
+		f, err := strconv.ParseFloat(bstr(v), 64)
+		if err != nil || f > 1e12 {
+			return 0, ErrType
+		}
+		return int64(math.Floor(f)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, bstr(v))
+	if err != nil {
+		return 0, ErrType
+	}
+	return t.Unix(), nil
+}
+
+// bstr views b as a string without copying; the string must not outlive b.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
