@@ -84,7 +84,7 @@ type Detector struct {
 }
 
 type work struct {
-	scratch
+	Featurizer
 	view  cache.View
 	feats []float64
 }

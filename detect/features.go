@@ -46,8 +46,9 @@ type Summary struct {
 	LastActive    int
 }
 
-// scratch is reusable working memory for Compute (not shared).
-type scratch struct {
+// Featurizer computes features. It holds reusable working memory: one
+// Featurizer must not be used by two goroutines at once.
+type Featurizer struct {
 	gaps  [cache.Minutes]int32
 	hist  [cache.Minutes + 1]uint16
 	chist [256]uint16
@@ -55,7 +56,7 @@ type scratch struct {
 
 // Compute writes the features of v into out (len NumFeatures) and returns
 // the summary. It allocates nothing.
-func (s *scratch) Compute(v *cache.View, out []float64) Summary {
+func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 	x := &v.Counts
 	var sum sum
 	first, last := -1, -1

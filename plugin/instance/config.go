@@ -1,0 +1,139 @@
+package instance
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Getter reads one configuration key; a missing key reads as "". The
+// plugin's Getter wraps Fluent Bit's property lookup (case-insensitive,
+// ${ENV} already expanded); tests use a map.
+type Getter interface {
+	Get(key string) string
+}
+
+// MapGetter is a Getter over a map (tests, the replay command).
+type MapGetter map[string]string
+
+// Get implements Getter.
+func (m MapGetter) Get(key string) string { return m[strings.ToLower(key)] }
+
+// Config is an instance's configuration, read once at Init.
+type Config struct {
+	Name        string        // instance name in logs and alerts (Fluent Bit alias or "beacongrid.N")
+	SpoolDir    string        // where alerts are handed to the sidecar (required)
+	ModelFile   string        // LightGBM text model; "" uses the embedded default
+	RulesFile   string        // YAML rules; "" for none
+	Threshold   float64       // overrides the model's threshold when > 0
+	MaxMemory   int64         // bytes of flow state (cache bound)
+	MinActive   int           // fewest active minutes before scoring
+	ScoreEvery  int           // minutes between rescoring a busy flow
+	MaxFuture   time.Duration // how far past the wall clock an event may lie
+	SpoolMax    int64         // bound on undelivered spool bytes
+	AlertBuffer int           // alerts held in memory while the spool is unwritable
+}
+
+// Keys lists every configuration key the plugin reads (docs/configuration.md).
+var Keys = []string{"spool_dir", "model_file", "rules_file", "threshold", "max_memory",
+	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "alias"}
+
+// ParseConfig reads and validates the configuration, returning every
+// problem at once.
+func ParseConfig(g Getter, defaultName string) (Config, error) {
+	c := Config{
+		Name:        defaultName,
+		MaxMemory:   256 << 20,
+		MinActive:   6,
+		ScoreEvery:  5,
+		MaxFuture:   10 * time.Minute,
+		SpoolMax:    1 << 30,
+		AlertBuffer: 10000,
+	}
+	var errs []error
+	if v := strings.TrimSpace(g.Get("alias")); v != "" {
+		c.Name = v
+	}
+	c.SpoolDir = strings.TrimSpace(g.Get("spool_dir"))
+	if c.SpoolDir == "" {
+		errs = append(errs, errors.New("spool_dir: required (a directory the sidecar reads alerts from)"))
+	}
+	c.ModelFile = strings.TrimSpace(g.Get("model_file"))
+	if c.ModelFile != "" {
+		if _, err := os.Stat(c.ModelFile); err != nil {
+			errs = append(errs, fmt.Errorf("model_file: %w", err))
+		}
+	}
+	c.RulesFile = strings.TrimSpace(g.Get("rules_file"))
+	if v := g.Get("threshold"); v != "" {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || f <= 0 || f > 1 {
+			errs = append(errs, fmt.Errorf("threshold: %q is not a number in (0, 1]", v))
+		}
+		c.Threshold = f
+	}
+	if v := g.Get("max_memory"); v != "" {
+		n, err := ParseBytes(v)
+		if err != nil || n < 1<<20 {
+			errs = append(errs, fmt.Errorf("max_memory: %q is not a size of at least 1MiB (e.g. 256MiB)", v))
+		}
+		c.MaxMemory = n
+	}
+	if v := g.Get("spool_max"); v != "" {
+		n, err := ParseBytes(v)
+		if err != nil || n < 1<<20 {
+			errs = append(errs, fmt.Errorf("spool_max: %q is not a size of at least 1MiB (e.g. 1GiB)", v))
+		}
+		c.SpoolMax = n
+	}
+	intKey := func(key string, dst *int, lo, hi int) {
+		v := g.Get(key)
+		if v == "" {
+			return
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("%s: %q is not a whole number from %d to %d", key, v, lo, hi))
+			return
+		}
+		*dst = n
+	}
+	intKey("min_active_minutes", &c.MinActive, 1, 1440)
+	intKey("score_every", &c.ScoreEvery, 1, 1440)
+	intKey("alert_buffer", &c.AlertBuffer, 1, 10_000_000)
+	if v := g.Get("max_future"); v != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("max_future: %q is not a positive duration (e.g. 10m)", v))
+		}
+		c.MaxFuture = d
+	}
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// ParseBytes reads a size such as "512", "64KiB", "256MiB", "1GiB", "1GB".
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,225 @@
+// Package instance is everything one [OUTPUT] section of the beacongrid
+// Fluent Bit plugin does, as plain Go: read its configuration, count the
+// records of each flushed chunk into the edge state, score due flows and
+// hand alerts to the spool. The cgo layer (package main in plugin/) only
+// forwards Fluent Bit's calls here, so all of this is testable without cgo.
+//
+// Lifetimes: a chunk passed to Flush is valid only during the call; nothing
+// here keeps a reference to it. An Instance lives from New to Close; Flush
+// may be called concurrently (Fluent Bit "workers N") but never after Close.
+package instance
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/beacongrid/beacongrid/alert"
+	"github.com/beacongrid/beacongrid/cache"
+	"github.com/beacongrid/beacongrid/detect"
+	"github.com/beacongrid/beacongrid/fields"
+	"github.com/beacongrid/beacongrid/plugin/chunk"
+	"github.com/beacongrid/beacongrid/rules"
+	"github.com/beacongrid/beacongrid/spool"
+)
+
+// Fluent Bit return codes.
+const (
+	FLBError = 0
+	FLBOK    = 1
+	FLBRetry = 2
+)
+
+// Stats are an instance's counters.
+type Stats struct {
+	Chunks        int64
+	BadChunks     int64 // chunks cut short by malformed msgpack
+	BadEvents     int64 // well-formed events of the wrong shape
+	BadFields     int64 // fields of the wrong type
+	GroupMarkers  int64
+	Detector      detect.Stats
+	Cache         cache.Stats
+	AlertsSpooled int64
+	AlertsDropped int64 // alerts lost because the memory buffer overflowed
+	SpoolErrors   int64
+}
+
+// Instance is one configured output.
+type Instance struct {
+	cfg   Config
+	log   *Logger
+	store *cache.Store
+	det   *detect.Detector
+	rules atomic.Pointer[rules.Set]
+	keys  *chunk.KeySet
+	sink  *spoolSink
+	pool  sync.Pool
+
+	chunks, badChunks, badEvents, badFields, groups atomic.Int64
+}
+
+type flushState struct {
+	ev  chunk.Event
+	fe  fields.Event
+	buf []byte
+}
+
+// New builds an instance from its configuration: it loads the model and
+// rules, opens the spool and starts the spool writer.
+func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
+	in := &Instance{cfg: cfg, log: log}
+	var rs *rules.Set
+	if cfg.RulesFile != "" {
+		var err error
+		if rs, err = rules.Load(cfg.RulesFile); err != nil {
+			return nil, err
+		}
+		in.rules.Store(rs)
+	}
+	in.keys = chunk.NewKeySet(rs.Mapping().Slots())
+	store, err := cache.New(cache.Config{MaxBytes: cfg.MaxMemory, MaxFuture: cfg.MaxFuture})
+	if err != nil {
+		return nil, err
+	}
+	w, err := spool.OpenWriter(spool.WriterConfig{Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMax})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	in.sink = newSpoolSink(w, cfg.AlertBuffer, log)
+	if cfg.Threshold > 0 {
+		m = thresholdModel{m, cfg.Threshold}
+	}
+	host, _ := os.Hostname()
+	in.det, err = detect.New(store, m, &in.rules, in.sink, detect.Config{
+		MinActive:  cfg.MinActive,
+		ScoreEvery: cfg.ScoreEvery,
+		Observer:   alert.Observer{Hostname: host, Name: cfg.Name},
+	})
+	if err != nil {
+		in.sink.close()
+		store.Close()
+		return nil, err
+	}
+	in.store = store
+	in.pool.New = func() any {
+		return &flushState{ev: chunk.Event{Fields: make([]chunk.Value, fields.NumSlots)}, buf: make([]byte, 0, 256)}
+	}
+	log.Info("started: spool=%s model=%s threshold=%.3f max_memory=%d", cfg.SpoolDir, m.Version(), m.Threshold(), cfg.MaxMemory)
+	return in, nil
+}
+
+// Flush counts every event of a chunk. It always returns FLBOK: a chunk
+// that is malformed part-way has its good events counted and the rest
+// counted as bad; retrying it could only double-count.
+func (in *Instance) Flush(data []byte, tag string) int {
+	in.chunks.Add(1)
+	st := in.pool.Get().(*flushState)
+	r := chunk.GetReader()
+	r.Reset(data, in.keys, fields.NumSlots)
+	for r.Next(&st.ev) {
+		st.fe.Reset()
+		for slot := range st.ev.Fields {
+			if err := setField(&st.fe, slot, &st.ev.Fields[slot]); err != nil {
+				in.badFields.Add(1)
+			}
+		}
+		if !st.fe.HasTime && st.ev.Sec > 0 {
+			st.fe.Sec, st.fe.HasTime = st.ev.Sec, true
+		}
+		st.buf = in.det.Observe(&st.fe, st.buf)
+	}
+	s := r.Stats()
+	in.badEvents.Add(int64(s.BadEvents))
+	in.groups.Add(int64(s.GroupMarkers))
+	if err := r.Err(); err != nil {
+		if in.badChunks.Add(1) <= 10 {
+			in.log.Warn("tag %s: %v (events before the fault were counted)", tag, err)
+		}
+	}
+	chunk.PutReader(r)
+	in.pool.Put(st)
+	return FLBOK
+}
+
+// setField stores one decoded value into its slot.
+func setField(e *fields.Event, slot int, v *chunk.Value) error {
+	switch v.Kind {
+	case chunk.KindNone, chunk.KindNil:
+		return nil
+	case chunk.KindStr:
+		return e.SetText(slot, v.Str)
+	case chunk.KindUint:
+		if v.Uint > 1<<62 {
+			return fields.ErrType
+		}
+		return e.SetInt(slot, int64(v.Uint))
+	case chunk.KindInt:
+		return e.SetInt(slot, v.Int)
+	case chunk.KindFloat:
+		return e.SetFloat(slot, v.Float)
+	case chunk.KindTime:
+		if slot != fields.Time {
+			return fields.ErrType
+		}
+		return e.SetInt(slot, int64(v.Sec))
+	default:
+		return fields.ErrType
+	}
+}
+
+// Stats returns the instance's counters.
+func (in *Instance) Stats() Stats {
+	return Stats{
+		Chunks: in.chunks.Load(), BadChunks: in.badChunks.Load(), BadEvents: in.badEvents.Load(),
+		BadFields: in.badFields.Load(), GroupMarkers: in.groups.Load(),
+		Detector: in.det.Stats(), Cache: in.store.Stats(),
+		AlertsSpooled: in.sink.spooled.Load(), AlertsDropped: in.sink.dropped.Load(), SpoolErrors: in.sink.errors.Load(),
+	}
+}
+
+// Close scores every tracked flow one last time, writes pending alerts to
+// the spool and releases everything. Call it after the last Flush returned.
+func (in *Instance) Close() {
+	in.det.Sweep()
+	in.sink.close()
+	in.store.Close()
+	s := in.Stats()
+	in.log.Info("stopped: chunks=%d events=%d flows=%d alerts=%d spooled=%d dropped=%d bad_chunks=%d bad_events=%d bad_fields=%d too_old=%d too_new=%d",
+		s.Chunks, s.Detector.Events, s.Cache.Flows, s.Detector.Alerts, s.AlertsSpooled, s.AlertsDropped,
+		s.BadChunks, s.BadEvents, s.BadFields, s.Cache.TooOld, s.Cache.TooNew)
+}
+
+type thresholdModel struct {
+	detect.Model
+	t float64
+}
+
+func (m thresholdModel) Threshold() float64 { return m.t }
+
+// Logger writes Fluent Bit style log lines: [time] [level] [output:beacongrid:NAME] msg.
+type Logger struct {
+	name string
+	mu   sync.Mutex
+}
+
+// NewLogger returns a logger for instance name.
+func NewLogger(name string) *Logger { return &Logger{name: name} }
+
+func (l *Logger) printf(level, format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(os.Stderr, "[%s] [%5s] [output:beacongrid:%s] %s\n",
+		time.Now().Format("2006/01/02 15:04:05"), level, l.name, fmt.Sprintf(format, a...))
+}
+
+// Info logs at info level.
+func (l *Logger) Info(format string, a ...any) { l.printf("info", format, a...) }
+
+// Warn logs at warn level.
+func (l *Logger) Warn(format string, a ...any) { l.printf("warn", format, a...) }
+
+// Error logs at error level.
+func (l *Logger) Error(format string, a ...any) { l.printf("error", format, a...) }
