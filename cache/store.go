@@ -56,11 +56,11 @@ type Config struct {
 type Result uint8
 
 const (
-	Counted   Result = iota // counted into its flow
-	TooOld                  // before the window
-	TooNew                  // too far in the future
-	Refused                 // the flow could not be tracked (pending table full, hash conflict)
-	BadInput                // empty source or destination, key too long
+	Counted  Result = iota // counted into its flow
+	TooOld                 // before the window
+	TooNew                 // too far in the future
+	Refused                // the flow could not be tracked (pending table full, hash conflict)
+	BadInput               // empty source or destination, key too long
 )
 
 // MaxKeyLen is the longest src+dst accepted.

@@ -262,10 +262,23 @@ func cleanDomain(d []byte) []byte {
 	if len(d) == 0 || (len(d) == 1 && d[0] == '-') || len(d) > 253 {
 		return nil
 	}
-	if _, err := netip.ParseAddr(bstr(d)); err == nil {
-		return nil
+	if allDigitsDots(d) {
+		if _, err := netip.ParseAddr(bstr(d)); err == nil {
+			return nil
+		}
 	}
 	return d
+}
+
+// allDigitsDots reports whether d could be a dotted IPv4 address (a cheap
+// test first: a failed netip.ParseAddr allocates its error).
+func allDigitsDots(d []byte) bool {
+	for _, c := range d {
+		if (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 func containsToken(list, tok []byte) bool {
