@@ -86,9 +86,9 @@ func TestFeaturesAllocateNothing(t *testing.T) {
 type fakeModel struct{ thr float64 }
 
 func (fakeModel) Predict(f []float64) float64 { return f[8] }
-func (fakeModel) Version() string              { return "fake" }
-func (m fakeModel) Threshold() float64         { return m.thr }
-func (fakeModel) FeatureNames() []string       { return FeatureNames }
+func (fakeModel) Version() string             { return "fake" }
+func (m fakeModel) Threshold() float64        { return m.thr }
+func (fakeModel) FeatureNames() []string      { return FeatureNames }
 
 type sinkFunc func(*alert.Alert)
 
