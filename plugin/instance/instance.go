@@ -121,10 +121,17 @@ func (in *Instance) Flush(data []byte, tag string) int {
 	r.Reset(data, in.keys, fields.NumSlots)
 	for r.Next(&st.ev) {
 		st.fe.Reset()
+		skip := false
 		for slot := range st.ev.Fields {
 			if err := setField(&st.fe, slot, &st.ev.Fields[slot]); err != nil {
 				in.badFields.Add(1)
+				// A mistyped time falls back to Fluent Bit's timestamp and a
+				// mistyped size is ignored; a mistyped flow field skips the record.
+				skip = skip || (slot != fields.Time && slot != fields.Size)
 			}
+		}
+		if skip {
+			continue
 		}
 		if !st.fe.HasTime && st.ev.Sec > 0 {
 			st.fe.Sec, st.fe.HasTime = st.ev.Sec, true
@@ -185,8 +192,8 @@ func (in *Instance) Stats() Stats {
 func (in *Instance) Close() {
 	in.det.Sweep()
 	in.sink.close()
-	in.store.Close()
 	s := in.Stats()
+	in.store.Close()
 	in.log.Info("stopped: chunks=%d events=%d flows=%d alerts=%d spooled=%d dropped=%d bad_chunks=%d bad_events=%d bad_fields=%d too_old=%d too_new=%d",
 		s.Chunks, s.Detector.Events, s.Cache.Flows, s.Detector.Alerts, s.AlertsSpooled, s.AlertsDropped,
 		s.BadChunks, s.BadEvents, s.BadFields, s.Cache.TooOld, s.Cache.TooNew)
