@@ -19,9 +19,9 @@ import (
 type regularModel struct{}
 
 func (regularModel) Predict(f []float64) float64 { return f[8] }
-func (regularModel) Version() string              { return "test" }
-func (regularModel) Threshold() float64           { return 0.95 }
-func (regularModel) FeatureNames() []string       { return detect.FeatureNames }
+func (regularModel) Version() string             { return "test" }
+func (regularModel) Threshold() float64          { return 0.95 }
+func (regularModel) FeatureNames() []string      { return detect.FeatureNames }
 
 func newInstance(t *testing.T) (*Instance, string) {
 	t.Helper()
