@@ -11,7 +11,6 @@ type jsonState struct {
 	p   fastjson.Parser
 	key []byte // dotted key being built
 	val []byte // scratch for numbers and joined arrays
-	fn  func(key, value []byte)
 }
 
 // jsonLine parses one JSON object and passes its flattened fields to fn.
@@ -25,37 +24,36 @@ func (r *Reader) jsonLine(line []byte, fn func(key, value []byte)) (bool, error)
 		return false, fmt.Errorf("JSON %s where an object was expected", v.Type())
 	}
 	o, _ := v.Object()
-	j.fn = fn
 	j.key = j.key[:0]
-	o.Visit(j.visit)
-	j.fn = nil
-	return true, nil
-}
-
-// visit is the Object.Visit callback; j.key holds the prefix of the object
-// being visited ("" or "a.b."). The parser bounds the nesting depth.
-func (j *jsonState) visit(k []byte, v *fastjson.Value) {
-	prefix := len(j.key)
-	j.key = append(j.key, k...)
-	switch v.Type() {
-	case fastjson.TypeNull:
-	case fastjson.TypeObject:
-		j.key = append(j.key, '.')
-		o, _ := v.Object()
-		o.Visit(j.visit)
-	case fastjson.TypeArray:
-		j.val = appendArray(j.val[:0], v)
-		if len(j.val) > 0 {
-			j.fn(j.key, j.val)
+	// visit is called for each member of the object being flattened; j.key
+	// holds that object's prefix ("" or "a.b."). The parser bounds the
+	// nesting depth. A local closure keeps fn from escaping to the heap.
+	var visit func(k []byte, v *fastjson.Value)
+	visit = func(k []byte, v *fastjson.Value) {
+		prefix := len(j.key)
+		j.key = append(j.key, k...)
+		switch v.Type() {
+		case fastjson.TypeNull:
+		case fastjson.TypeObject:
+			j.key = append(j.key, '.')
+			o, _ := v.Object()
+			o.Visit(visit)
+		case fastjson.TypeArray:
+			j.val = appendArray(j.val[:0], v)
+			if len(j.val) > 0 {
+				fn(j.key, j.val)
+			}
+		case fastjson.TypeString:
+			s, _ := v.StringBytes()
+			fn(j.key, s)
+		default: // number, true, false: their literal text
+			j.val = v.MarshalTo(j.val[:0])
+			fn(j.key, j.val)
 		}
-	case fastjson.TypeString:
-		s, _ := v.StringBytes()
-		j.fn(j.key, s)
-	default: // number, true, false: their literal text
-		j.val = v.MarshalTo(j.val[:0])
-		j.fn(j.key, j.val)
+		j.key = j.key[:prefix]
 	}
-	j.key = j.key[:prefix]
+	o.Visit(visit)
+	return true, nil
 }
 
 // appendArray joins the scalar elements of an array, and of arrays nested in
