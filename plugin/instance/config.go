@@ -24,7 +24,7 @@ func (m MapGetter) Get(key string) string { return m[strings.ToLower(key)] }
 
 // Config is an instance's configuration, read once at Init.
 type Config struct {
-	Name        string        // instance name in logs and alerts (Fluent Bit alias or "beacongrid.N")
+	Name        string        // instance name in logs and alerts (property instance_name, else "beacongrid.N")
 	SpoolDir    string        // where alerts are handed to the sidecar (required)
 	ModelFile   string        // LightGBM text model; "" uses the embedded default
 	RulesFile   string        // YAML rules; "" for none
@@ -39,7 +39,7 @@ type Config struct {
 
 // Keys lists every configuration key the plugin reads (docs/configuration.md).
 var Keys = []string{"spool_dir", "model_file", "rules_file", "threshold", "max_memory",
-	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "alias"}
+	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "instance_name"}
 
 // ParseConfig reads and validates the configuration, returning every
 // problem at once.
@@ -54,7 +54,7 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 		AlertBuffer: 10000,
 	}
 	var errs []error
-	if v := strings.TrimSpace(g.Get("alias")); v != "" {
+	if v := strings.TrimSpace(g.Get("instance_name")); v != "" {
 		c.Name = v
 	}
 	c.SpoolDir = strings.TrimSpace(g.Get("spool_dir"))

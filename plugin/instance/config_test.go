@@ -17,7 +17,7 @@ func TestParseConfigDefaults(t *testing.T) {
 }
 
 func TestParseConfigValues(t *testing.T) {
-	c, err := ParseConfig(MapGetter{"spool_dir": "/tmp/s", "alias": "edge1", "threshold": "0.9", "max_memory": "64MiB",
+	c, err := ParseConfig(MapGetter{"spool_dir": "/tmp/s", "instance_name": "edge1", "threshold": "0.9", "max_memory": "64MiB",
 		"min_active_minutes": "10", "score_every": "2", "max_future": "1h", "spool_max": "2GiB"}, "x")
 	if err != nil {
 		t.Fatal(err)

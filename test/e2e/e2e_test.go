@@ -124,7 +124,7 @@ func TestEndToEnd(t *testing.T) {
 	res, err := flbtest.Run(ctx, flbtest.HostOptions{
 		Host:      filepath.Join(bin, "flbhost"),
 		Plugin:    filepath.Join(bin, "out_beacongrid.so"),
-		Instances: []flbtest.Instance{{Name: "beacongrid", Props: map[string]string{"spool_dir": spoolDir, "alias": "e2e"}}},
+		Instances: []flbtest.Instance{{Name: "beacongrid", Props: map[string]string{"spool_dir": spoolDir, "instance_name": "e2e"}}},
 		Chunks:    chunks,
 	})
 	if err != nil {
