@@ -93,33 +93,41 @@ func newFeaturesCmd() *cobra.Command {
 			feats := make([]float64, detect.NumFeatures)
 			row := make([]string, 6+detect.NumFeatures)
 			rows, unlabelled := 0, 0
+			// write emits one row for fl if it has enough activity and a label.
+			write := func(fl *cache.Flow) int {
+				store.Snapshot(fl, &view)
+				sm := fz.Compute(&view, feats)
+				if sm.ActiveMinutes < minActive {
+					return sm.ActiveMinutes
+				}
+				t, ok := labels[truthKey{view.Src, view.Dst}]
+				if !ok {
+					unlabelled++
+					return sm.ActiveMinutes
+				}
+				lab := "0"
+				if t.label == "malicious" || t.label == "1" {
+					lab = "1"
+				}
+				row[0], row[1], row[2], row[3], row[4] = view.Src, view.Dst, lab, t.kind, view.Dst
+				row[5] = strconv.Itoa(int(view.End))
+				for i, x := range feats {
+					row[6+i] = strconv.FormatFloat(x, 'g', 10, 64)
+				}
+				w.Write(row)
+				rows++
+				return sm.ActiveMinutes
+			}
+			// Checkpoints sample every flow, including ones gone quiet.
 			emit := func() {
 				store.Wait()
-				store.Range(func(fl *cache.Flow) bool {
-					store.Snapshot(fl, &view)
-					sm := fz.Compute(&view, feats)
-					if sm.ActiveMinutes < minActive {
-						return true
-					}
-					t, ok := labels[truthKey{view.Src, view.Dst}]
-					if !ok {
-						unlabelled++
-						return true
-					}
-					lab := "0"
-					if t.label == "malicious" || t.label == "1" {
-						lab = "1"
-					}
-					row[0], row[1], row[2], row[3], row[4] = view.Src, view.Dst, lab, t.kind, view.Dst
-					row[5] = strconv.Itoa(int(view.End))
-					for i, x := range feats {
-						row[6+i] = strconv.FormatFloat(x, 'g', 10, 64)
-					}
-					w.Write(row)
-					rows++
-					return true
-				})
+				store.Range(func(fl *cache.Flow) bool { write(fl); return true })
 			}
+			// Growth samples: when the detector would score a flow, take a row
+			// each time its active minutes have grown by half since the last
+			// one, so early, sparse states are in the training set as they
+			// are at inference.
+			level := map[*cache.Flow]int{}
 			next := int32(0)
 			var buf []byte
 			_, err = replay.Run(args, replay.NewMatcher(rs.Mapping()), func(e *fields.Event) {
@@ -131,7 +139,15 @@ func newFeaturesCmd() *cobra.Command {
 				if !ok {
 					return
 				}
-				store.Observe(src, dst, e.Sec, e.Size)
+				fl, due, r := store.Observe(src, dst, e.Sec, e.Size)
+				if r == cache.Counted && due {
+					store.Snapshot(fl, &view)
+					fl.SetMarks(cache.Marks{NextScore: view.End + 5})
+					if act := activeMinutes(&view); act >= minActive && act*2 >= level[fl]*3 {
+						write(fl)
+						level[fl] = act
+					}
+				}
 				wm := store.Watermark()
 				if next == 0 {
 					next = wm + int32(every)
@@ -161,8 +177,18 @@ func newFeaturesCmd() *cobra.Command {
 	c.Flags().StringVar(&truth, "truth", "", "ground-truth CSV (src,dst,label,kind) from beacongrid simulate")
 	c.Flags().StringVar(&out, "out", "features.csv", "output CSV")
 	c.Flags().StringVar(&rulesFile, "rules", "", "rules file (for field mappings)")
-	c.Flags().IntVar(&every, "every", 120, "sample every flow each N minutes of event time")
+	c.Flags().IntVar(&every, "every", 240, "sample every flow each N minutes of event time")
 	c.Flags().IntVar(&minActive, "min-active", 6, "skip flows with fewer active minutes")
 	c.MarkFlagRequired("truth")
 	return c
+}
+
+func activeMinutes(v *cache.View) int {
+	n := 0
+	for _, c := range v.Counts {
+		if c != 0 {
+			n++
+		}
+	}
+	return n
 }
