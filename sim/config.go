@@ -146,7 +146,7 @@ func (b Beacon) withDefaults() (Beacon, error) {
 	if b.Dst == "" {
 		return b, errors.New("empty destination")
 	}
-	host, port, isAddr, err := splitDst(b.Dst)
+	_, _, isAddr, err := splitDst(b.Dst)
 	if err != nil {
 		return b, err
 	}
@@ -162,8 +162,6 @@ func (b Beacon) withDefaults() (Beacon, error) {
 	default:
 		return b, fmt.Errorf("transport %q: want https, http or tcp", b.Transport)
 	}
-	_ = host
-	_ = port
 	if b.Interval == 0 {
 		b.Interval = time.Minute
 	}

@@ -191,6 +191,7 @@ func (g *gen) tlsConn(h *host, r *rng, t int64, ep *endpoint, s tlsSession, tg *
 		}
 		up += 80 + s.up
 		down += s.down
+		dur = max(dur, 2.2*rtt+0.0005) // at least the handshake
 	}
 	ev := g.tcpConn(h, r, t, ep, addr, sport, uid, "ssl", s.sni, up, down, dur, 2+int(s.up/800), tg)
 	if s.failed {

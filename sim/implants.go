@@ -242,10 +242,13 @@ func niceInterval(s float64) float64 {
 	return math.Max(step, math.Round(s/step)*step)
 }
 
+// pct rounds a jitter to a whole percent, as operators configure it.
+func pct(x float64) float64 { return math.Round(x*100) / 100 }
+
 // start sets the detail and the first call once gate and ops are final.
 func (m *implant) start(extra string) {
-	m.tg = m.w.label(m.kind, fmt.Sprintf("interval=%gs jitter=%.2f transport=%s%s",
-		float64(m.interval)/1e6, m.jitter, m.tr, extra))
+	m.tg = &tag{label: Malicious, kind: m.kind, detail: fmt.Sprintf("interval=%gs jitter=%.2f transport=%s%s",
+		float64(m.interval)/1e6, m.jitter, m.tr, extra)}
 	t := m.w.start + m.r.Int64N(m.interval)
 	if on, _ := m.gate.at(t); on {
 		m.t = t
@@ -387,19 +390,19 @@ func (w *world) addImplant(r *rng, kind string) {
 		if h == nil {
 			return
 		}
-		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(30, 7200)), r.uniform(0, 0.5)).start("")
+		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(30, 7200)), pct(r.uniform(0, 0.5))).start("")
 	case KindC2Laptop:
 		h := w.freeHost(r, roleLaptop)
 		if h == nil {
 			return
 		}
-		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(60, 900)), r.uniform(0, 0.5)).start(" while the laptop is on")
+		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(60, 900)), pct(r.uniform(0, 0.5))).start(" while the laptop is on")
 	case KindC2OfficeHours:
 		h := w.freeHost(r, roleDesktop)
 		if h == nil {
 			return
 		}
-		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(120, 1800)), r.uniform(0, 0.5))
+		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(120, 1800)), pct(r.uniform(0, 0.5)))
 		from, to := r.uniform(7.5, 9), r.uniform(16.5, 18.5)
 		m.gate = intersect(h.online, officeHours(w.cfg, from, to))
 		m.start(fmt.Sprintf(" hours=%02d:%02d-%02d:%02d weekdays", int(from), int(from*60)%60, int(to), int(to*60)%60))
@@ -408,13 +411,13 @@ func (w *world) addImplant(r *rng, kind string) {
 		if h == nil {
 			return
 		}
-		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.uniform(1800, 3600)), r.uniform(0, 0.5)).start("")
+		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.uniform(1800, 3600)), pct(r.uniform(0, 0.5))).start("")
 	case KindC2Interactive:
 		h := w.freeHost(r, roleDesktop, roleServer)
 		if h == nil {
 			return
 		}
-		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(300, 1800)), r.uniform(0.1, 0.5))
+		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(300, 1800)), pct(r.uniform(0.1, 0.5)))
 		m.opGap = [2]float64{1, 5}
 		m.ops = spans{}
 		y, mo, d := w.cfg.Start.Date()
@@ -431,7 +434,7 @@ func (w *world) addImplant(r *rng, kind string) {
 	case KindC2SharedServer:
 		tr := randomTransport(r)
 		ep := c2Endpoint(r, tr)
-		interval, jitter := niceInterval(r.logUniform(60, 1800)), r.uniform(0, 0.5)
+		interval, jitter := niceInterval(r.logUniform(60, 1800)), pct(r.uniform(0, 0.5))
 		for i := 0; i < 3; i++ {
 			h := w.freeHost(r, roleDesktop, roleLaptop, roleServer)
 			if h == nil {
@@ -469,7 +472,7 @@ func (w *world) addImplant(r *rng, kind string) {
 			}
 		}
 		br.preferSite(s)
-		w.newImplant(r, h, kind, s.cdn, c2HTTPS, niceInterval(r.logUniform(120, 900)), r.uniform(0.1, 0.5)).start(" via a CDN host the user also browses")
+		w.newImplant(r, h, kind, s.cdn, c2HTTPS, niceInterval(r.logUniform(120, 900)), pct(r.uniform(0.1, 0.5))).start(" via a CDN host the user also browses")
 	}
 }
 

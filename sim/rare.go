@@ -1,9 +1,6 @@
 package sim
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // Rare benign periodic traffic: each of these runs on one host only, so a
 // detector cannot discount it as "everybody does this".
@@ -164,6 +161,3 @@ func (s *serverAPI) expand(g *gen) {
 	}
 	s.advance()
 }
-
-// describe returns a one-line description of a host for details.
-func (h *host) describe() string { return fmt.Sprintf("%s %s", h.name, h.ip) }

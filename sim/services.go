@@ -184,7 +184,6 @@ func (w *world) addServices(h *host) {
 		if !r.chance(d.share) {
 			continue
 		}
-		w.services[d.name]++
 		if d.each {
 			for _, n := range d.names {
 				w.actors = append(w.actors, newPeriodic(w, h, d, []string{n}))

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/csv"
+	"fmt"
 	"io"
 	"net/netip"
 	"sort"
@@ -114,6 +115,11 @@ func ReadTruthCSV(r io.Reader) ([]TruthRow, error) {
 	}
 	if len(recs) == 0 {
 		return nil, io.ErrUnexpectedEOF
+	}
+	for i, h := range TruthHeader {
+		if recs[0][i] != h {
+			return nil, fmt.Errorf("truth.csv: header %q, want %q", recs[0], TruthHeader)
+		}
 	}
 	out := make([]TruthRow, 0, len(recs)-1)
 	for _, rec := range recs[1:] {

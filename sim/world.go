@@ -168,8 +168,6 @@ type world struct {
 	resolver *endpoint
 	actors   []actor
 	implants []*implant
-	// summary of what was built, for reports and tests
-	services map[string]int // service name -> hosts running it
 }
 
 func (w *world) label(kind, detail string) *tag {
@@ -187,11 +185,7 @@ type tag struct {
 
 // buildWorld creates hosts, the web, services and implants.
 func buildWorld(cfg Config) (*world, error) {
-	w := &world{
-		cfg:      cfg,
-		start:    cfg.Start.UnixMicro(),
-		services: map[string]int{},
-	}
+	w := &world{cfg: cfg, start: cfg.Start.UnixMicro()}
 	w.end = cfg.Start.AddDate(0, 0, cfg.Days).UnixMicro()
 	r := newRNG(cfg.Seed, "world")
 	w.hosts = buildHosts(cfg, r)
