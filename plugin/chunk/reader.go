@@ -1,0 +1,798 @@
+package chunk
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+const (
+	// MaxDepth is the deepest map level that is flattened into paths; the
+	// body map is level 1. Deeper maps are skipped and counted in
+	// Stats.DeepMaps.
+	MaxDepth = 8
+
+	// MaxPath is the longest nested path, in bytes, that is built and matched.
+	// Longer nested paths are skipped and counted in Stats.LongPaths.
+	// Top-level keys are matched in place and are not limited.
+	MaxPath = 256
+)
+
+// Kind tells which field of a Value holds the decoded value.
+type Kind uint8
+
+// Value kinds.
+const (
+	// KindNone: the slot was not found in the record (or only with a value of
+	// an unsupported type: array, map, or an extension other than EventTime).
+	KindNone Kind = iota
+	// KindStr: Str holds a msgpack str or bin, pointing into the chunk.
+	KindStr
+	// KindInt: Int holds a negative integer.
+	KindInt
+	// KindUint: Uint holds a non-negative integer, whatever its encoding
+	// (positive fixint, uint8..64, or int8..64 carrying a value >= 0).
+	KindUint
+	// KindFloat: Float holds a float32 or float64.
+	KindFloat
+	// KindBool: Bool holds the value.
+	KindBool
+	// KindNil: the key is present with a nil value.
+	KindNil
+	// KindTime: Sec and Nsec hold an EventTime extension (type 0, 8 bytes).
+	KindTime
+)
+
+var kindNames = [...]string{"none", "str", "int", "uint", "float", "bool", "nil", "time"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Value is one decoded record field. Only the field named by Kind is set.
+//
+// Str points into the chunk given to Reader.Reset: it is valid until the chunk
+// is released (the end of the flush). Copy it to keep it longer.
+type Value struct {
+	Kind      Kind
+	Bool      bool
+	Sec, Nsec uint32
+	Str       []byte
+	Int       int64
+	Uint      uint64
+	Float     float64
+}
+
+// Event is one decoded event.
+type Event struct {
+	// Sec and Nsec are the event timestamp.
+	Sec, Nsec int64
+	// Fields has one Value per slot (the slots argument of Reader.Reset);
+	// Kind is KindNone for slots absent from the record. It is reused by
+	// every call to Reader.Next.
+	Fields []Value
+}
+
+// Stats counts what a Reader met since the last Reset.
+type Stats struct {
+	// Events is the number of events delivered by Next.
+	Events uint64
+	// GroupMarkers is the number of group start/end markers skipped.
+	GroupMarkers uint64
+	// BadEvents is the number of well-formed objects of the wrong shape
+	// skipped: not a two-element array, bad timestamp, body not a map.
+	BadEvents uint64
+	// DeepMaps is the number of maps nested deeper than MaxDepth skipped
+	// inside delivered events.
+	DeepMaps uint64
+	// LongPaths is the number of nested keys skipped because their path is
+	// longer than MaxPath.
+	LongPaths uint64
+}
+
+// ChunkError reports malformed msgpack. Decoding stops at the fault; the
+// events before it were delivered.
+type ChunkError struct {
+	// Offset is the byte offset in the chunk where decoding failed: the
+	// start of the object that could not be read.
+	Offset int
+	// Err is the msgp error, for example msgp.ErrShortBytes for a truncated
+	// chunk or msgp.InvalidPrefixError.
+	Err error
+}
+
+func (e *ChunkError) Error() string {
+	return fmt.Sprintf("chunk: malformed msgpack at offset %d: %v", e.Offset, e.Err)
+}
+
+func (e *ChunkError) Unwrap() error { return e.Err }
+
+// Matcher maps a record key path to a field slot.
+//
+// Match returns the slot for path, or slot -1 when the field is not wanted,
+// and the rank of path among the slot's aliases: when several aliases of one
+// slot occur in a record, the lowest rank wins. Match must not keep path,
+// which is valid only during the call, and must not allocate.
+type Matcher interface {
+	Match(path []byte) (slot, rank int)
+}
+
+// PrefixMatcher may be implemented by a Matcher to let the Reader skip nested
+// maps that hold no wanted key. WantPrefix reports whether any wanted path
+// starts with prefix followed by a dot. The Reader calls it with the path of
+// a nested map before descending into it; path is valid only during the call.
+type PrefixMatcher interface {
+	WantPrefix(prefix []byte) bool
+}
+
+// nilRank is the rank of a nil value: any non-nil alias beats it.
+const nilRank = math.MaxInt32
+
+type frame struct {
+	left uint32 // key/value pairs left in this map
+	plen int    // length of this map's path prefix in Reader.path
+}
+
+// Reader decodes the events of a Fluent Bit chunk in place.
+//
+// The zero Reader reads an empty chunk; call Reset before use. A Reader may be
+// reused for any number of chunks and allocates nothing per event once
+// Event.Fields has grown to the number of slots.
+type Reader struct {
+	chunk []byte // the whole chunk, for offsets
+	b     []byte // the unread rest of chunk
+
+	m     Matcher
+	ks    *KeySet // m when it is a *KeySet: called without an interface call
+	pm    PrefixMatcher
+	slots int
+	rank  []int32 // rank of the value held in each slot of the current event
+
+	err   error
+	stats Stats
+
+	stack [MaxDepth + 1]frame // indexed by map level
+	path  [MaxPath]byte
+}
+
+// Reset makes r read chunk, matching body keys with m into slots fields.
+// chunk must not change until r is done with it, and every Str delivered from
+// it is valid only as long as chunk is (for a plugin: until the flush returns).
+// m may be nil, and slots 0, to read timestamps only. Slots returned by m
+// outside [0, slots) are ignored.
+func (r *Reader) Reset(chunk []byte, m Matcher, slots int) {
+	if slots < 0 {
+		slots = 0
+	}
+	r.chunk = chunk
+	r.b = chunk
+	if ks, ok := m.(*KeySet); ok && ks == nil {
+		m = nil // a nil *KeySet wants nothing
+	}
+	r.m = m
+	r.ks, _ = m.(*KeySet)
+	r.pm, _ = m.(PrefixMatcher)
+	r.slots = slots
+	if cap(r.rank) < slots {
+		r.rank = make([]int32, slots)
+	}
+	r.rank = r.rank[:slots]
+	r.err = nil
+	r.stats = Stats{}
+}
+
+// Err returns nil if reading stopped at the clean end of the chunk, or a
+// *ChunkError if the chunk is malformed.
+func (r *Reader) Err() error { return r.err }
+
+// Stats returns the counts since the last Reset.
+func (r *Reader) Stats() Stats { return r.stats }
+
+// Offset returns the number of chunk bytes consumed: after Next returns true
+// it is the offset just past the delivered event.
+func (r *Reader) Offset() int { return len(r.chunk) - len(r.b) }
+
+var readerPool sync.Pool
+
+// GetReader returns a Reader from a pool. Return it with PutReader.
+func GetReader() *Reader {
+	if v := readerPool.Get(); v != nil {
+		return v.(*Reader)
+	}
+	return &Reader{}
+}
+
+// PutReader drops r's reference to its chunk and matcher and returns r to the
+// pool. r must not be used afterwards.
+func PutReader(r *Reader) {
+	r.Reset(nil, nil, 0)
+	readerPool.Put(r)
+}
+
+type status uint8
+
+const (
+	stEvent status = iota
+	stMarker
+	stBad
+)
+
+// Next decodes the next event into ev, reusing ev.Fields. It returns false at
+// the end of the chunk or on malformed msgpack; Err tells which. Group markers
+// and events of the wrong shape are skipped and counted in Stats. The
+// contents of ev are undefined after Next returns false.
+func (r *Reader) Next(ev *Event) bool {
+	if r.err != nil {
+		return false
+	}
+	if cap(ev.Fields) < r.slots {
+		ev.Fields = make([]Value, r.slots)
+	}
+	ev.Fields = ev.Fields[:r.slots]
+	for len(r.b) > 0 {
+		start := r.b
+		st, b, err := r.readEvent(start, ev)
+		if err == nil && st == stBad {
+			b, err = skipN(start, 1)
+		}
+		if err != nil {
+			r.err = &ChunkError{Offset: len(r.chunk) - len(b), Err: err}
+			r.b = b
+			return false
+		}
+		r.b = b
+		switch st {
+		case stEvent:
+			r.stats.Events++
+			return true
+		case stMarker:
+			r.stats.GroupMarkers++
+		default:
+			r.stats.BadEvents++
+		}
+	}
+	return false
+}
+
+// readEvent reads the event at the start of b. It returns the status and the
+// rest of b after the event, or stBad as soon as the shape is wrong (the
+// caller then skips the whole object), or an error with b positioned at the
+// object that failed.
+func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
+	if msgp.NextType(b) != msgp.ArrayType {
+		return stBad, b, nil
+	}
+	n, o, err := msgp.ReadArrayHeaderBytes(b)
+	if err != nil {
+		return 0, b, err
+	}
+	if n != 2 {
+		return stBad, b, nil
+	}
+	b = o
+
+	var sec, nsec int64
+	var ok bool
+	if msgp.NextType(b) == msgp.ArrayType {
+		// v2: [[ts, metadata], body]
+		hn, o, err := msgp.ReadArrayHeaderBytes(b)
+		if err != nil {
+			return 0, b, err
+		}
+		if hn == 0 {
+			return stBad, b, nil
+		}
+		b = o
+		sec, nsec, ok, o, err = readTime(b)
+		if err != nil {
+			return 0, b, err
+		}
+		if !ok {
+			return stBad, b, nil
+		}
+		// Skip the metadata (and any further header element) unread.
+		if b, err = skipN(o, uint64(hn)-1); err != nil {
+			return 0, b, err
+		}
+	} else {
+		// legacy: [ts, body]
+		sec, nsec, ok, o, err = readTime(b)
+		if err != nil {
+			return 0, b, err
+		}
+		if !ok {
+			return stBad, b, nil
+		}
+		b = o
+	}
+
+	switch sec {
+	case 0xFFFFFFFF, 0xFFFFFFFE, -1, -2:
+		b, err = skipN(b, 1) // group attributes or empty body
+		return stMarker, b, err
+	}
+	if sec < 0 {
+		return stBad, b, nil
+	}
+
+	if msgp.NextType(b) != msgp.MapType {
+		if len(b) == 0 {
+			return 0, b, msgp.ErrShortBytes
+		}
+		return stBad, b, nil
+	}
+	sz, o, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return 0, b, err
+	}
+	ev.Sec, ev.Nsec = sec, nsec
+	clear(ev.Fields)
+	if b, err = r.readBody(o, sz, ev.Fields); err != nil {
+		return 0, b, err
+	}
+	return stEvent, b, nil
+}
+
+// readTime reads an event timestamp. ok is false for a well-formed object
+// that is not a valid timestamp; err is set for malformed msgpack. Integer
+// timestamps are returned as they are (negative ones included, which the
+// caller checks for group markers); the seconds of a float must lie in
+// [0, 2^63).
+func readTime(b []byte) (sec, nsec int64, ok bool, o []byte, err error) {
+	switch msgp.NextType(b) {
+	case msgp.ExtensionType, msgp.TimeType:
+		typ, data, o, err := readExt(b)
+		if err != nil {
+			return 0, 0, false, b, err
+		}
+		sec, nsec, ok = extTime(typ, data)
+		return sec, nsec, ok, o, nil
+	case msgp.UintType:
+		u, o, err := msgp.ReadUint64Bytes(b)
+		if err != nil {
+			return 0, 0, false, b, err
+		}
+		return int64(u), 0, true, o, nil // > MaxInt64 wraps negative: marker or bad
+	case msgp.IntType:
+		i, o, err := msgp.ReadInt64Bytes(b)
+		if err != nil {
+			return 0, 0, false, b, err
+		}
+		return i, 0, true, o, nil
+	case msgp.Float64Type, msgp.Float32Type:
+		f, o, err := msgp.ReadFloat64Bytes(b)
+		if err != nil {
+			return 0, 0, false, b, err
+		}
+		if !(f >= 0 && f < 1<<63) {
+			return 0, 0, false, o, nil
+		}
+		s := math.Floor(f)
+		ns := int64((f - s) * 1e9)
+		if ns > 999999999 {
+			ns = 999999999
+		}
+		return int64(s), ns, true, o, nil
+	case msgp.InvalidType:
+		if len(b) == 0 {
+			return 0, 0, false, b, msgp.ErrShortBytes
+		}
+		_, err := msgp.Skip(b)
+		return 0, 0, false, b, err
+	default:
+		return 0, 0, false, b, nil
+	}
+}
+
+// extTime decodes the payload of a timestamp extension.
+func extTime(typ int8, data []byte) (sec, nsec int64, ok bool) {
+	switch {
+	case typ == 0 && len(data) == 8: // Fluent Bit EventTime
+		return int64(binary.BigEndian.Uint32(data)), int64(binary.BigEndian.Uint32(data[4:])), true
+	case typ == msgp.MsgTimeExtension:
+		switch len(data) {
+		case 4:
+			return int64(binary.BigEndian.Uint32(data)), 0, true
+		case 8:
+			v := binary.BigEndian.Uint64(data)
+			nsec = int64(v >> 34)
+			return int64(v & (1<<34 - 1)), nsec, nsec <= 999999999
+		case 12:
+			nsec = int64(binary.BigEndian.Uint32(data))
+			sec = int64(binary.BigEndian.Uint64(data[4:]))
+			return sec, nsec, nsec <= 999999999 && sec >= 0
+		}
+	}
+	return 0, 0, false
+}
+
+// readExt reads the extension object at the start of b and returns its type,
+// its payload (pointing into b) and the rest of b. b must start with an ext
+// type byte.
+func readExt(b []byte) (typ int8, data, o []byte, err error) {
+	if len(b) < 2 {
+		return 0, nil, b, msgp.ErrShortBytes
+	}
+	var size, off int
+	switch b[0] {
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext1/2/4/8/16
+		size, off = 1<<(b[0]-0xd4), 2
+	case 0xc7: // ext8
+		if len(b) < 3 {
+			return 0, nil, b, msgp.ErrShortBytes
+		}
+		size, off = int(b[1]), 3
+	case 0xc8: // ext16
+		if len(b) < 4 {
+			return 0, nil, b, msgp.ErrShortBytes
+		}
+		size, off = int(binary.BigEndian.Uint16(b[1:])), 4
+	case 0xc9: // ext32
+		if len(b) < 6 {
+			return 0, nil, b, msgp.ErrShortBytes
+		}
+		size, off = int(binary.BigEndian.Uint32(b[1:])), 6
+	default:
+		return 0, nil, b, msgp.InvalidPrefixError(b[0])
+	}
+	if size < 0 || len(b)-off < size { // size < 0: ext32 overflowing a 32-bit int
+		return 0, nil, b, msgp.ErrShortBytes
+	}
+	return int8(b[off-1]), b[off : off+size : off+size], b[off+size:], nil
+}
+
+// readBody reads the n key/value pairs of the body map at the start of b into
+// f. This loop handles the top level, where the path is the key itself. It is
+// the hot path: fixstr keys are sliced and the common unwanted scalars
+// (fixint, fixstr, str8) skipped inline, without a call, which the profile
+// asked for; everything else goes through msgp's readers.
+func (r *Reader) readBody(b []byte, n uint32, f []Value) ([]byte, error) {
+	if len(f) == 0 || r.m == nil {
+		return skipN(b, 2*uint64(n))
+	}
+	ks := r.ks
+	for ; n > 0; n-- {
+		var key []byte
+		if k := fixstrLen(b) + 1; k > 0 && k < len(b) {
+			key, b = b[1:k:k], b[k:] // fixstr: most keys
+		} else {
+			var skipped bool
+			var err error
+			if key, b, skipped, err = readKey(b); err != nil {
+				return b, err
+			}
+			if skipped {
+				continue // not a string key: the pair was skipped
+			}
+		}
+		if ks != nil && len(b) > 0 && !isMap(b[0]) && !ks.mayMatch(key) {
+			// Unwanted scalar (the filter has no false negatives).
+			lead := b[0]
+			switch {
+			case lead < 0x80 || lead >= 0xe0: // fixint
+				b = b[1:]
+				continue
+			case lead&0xe0 == 0xa0: // fixstr
+				if k := 1 + int(lead&0x1f); k <= len(b) {
+					b = b[k:]
+					continue
+				}
+			case lead == 0xd9: // str8
+				if len(b) >= 2 {
+					if k := 2 + int(b[1]); k <= len(b) {
+						b = b[k:]
+						continue
+					}
+				}
+			}
+			var err error
+			if b, err = skipValue(b); err != nil {
+				return b, err
+			}
+			continue
+		}
+		var err error
+		if len(b) > 0 && isMap(b[0]) {
+			b, err = r.readTopMap(key, b, f)
+		} else {
+			b, err = r.readField(key, b, f)
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// readKey reads a str or bin key. For any other key type it skips the key and
+// its value and reports skipped.
+func readKey(b []byte) (key, o []byte, skipped bool, err error) {
+	switch msgp.NextType(b) {
+	case msgp.StrType:
+		key, o, err = msgp.ReadStringZC(b)
+	case msgp.BinType:
+		key, o, err = msgp.ReadBytesZC(b)
+	default:
+		o, err = skipN(b, 2)
+		return nil, o, true, err
+	}
+	if err != nil {
+		return nil, b, false, err
+	}
+	return key, o, false, nil
+}
+
+// readTopMap flattens the nested map at the start of b, the value of the
+// top-level key, unless it is too long or unwanted.
+func (r *Reader) readTopMap(key, b []byte, f []Value) ([]byte, error) {
+	switch {
+	case len(key) >= MaxPath:
+		r.stats.LongPaths++
+		return skipN(b, 1)
+	case r.ks != nil && !r.ks.WantPrefix(key), r.ks == nil && r.pm != nil && !r.pm.WantPrefix(key):
+		return skipN(b, 1)
+	}
+	sz, o, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return b, err
+	}
+	copy(r.path[:], key)
+	return r.readNested(o, sz, len(key), f)
+}
+
+// readField matches path and decodes the value at the start of b into its
+// slot, or skips it.
+func (r *Reader) readField(path, b []byte, f []Value) ([]byte, error) {
+	var slot, rank int
+	if r.ks != nil {
+		slot, rank = r.ks.Match(path)
+	} else {
+		slot, rank = r.m.Match(path)
+	}
+	if uint(slot) >= uint(len(f)) {
+		return skipValue(b)
+	}
+	return r.readValue(b, &f[slot], slot, rank)
+}
+
+// readNested reads the n pairs of the nested map at the start of b, whose
+// path r.path[:plen] is at level 2, and of the maps nested in it, down to
+// MaxDepth levels. It walks them iteratively: parents are saved in r.stack.
+func (r *Reader) readNested(b []byte, n uint32, plen int, f []Value) ([]byte, error) {
+	const level0 = 2 // the body is level 1
+	left, level := n, level0
+	for {
+		if left == 0 {
+			if level == level0 {
+				return b, nil
+			}
+			level--
+			left, plen = r.stack[level].left, r.stack[level].plen
+			continue
+		}
+		left--
+
+		var key []byte
+		var err error
+		if k := fixstrLen(b) + 1; k > 0 && k < len(b) {
+			key, b = b[1:k:k], b[k:]
+		} else {
+			var skipped bool
+			if key, b, skipped, err = readKey(b); err != nil {
+				return b, err
+			}
+			if skipped {
+				continue
+			}
+		}
+
+		if plen+1+len(key) > MaxPath {
+			r.stats.LongPaths++
+			if b, err = skipValue(b); err != nil {
+				return b, err
+			}
+			continue
+		}
+		r.path[plen] = '.'
+		copy(r.path[plen+1:], key)
+		path := r.path[:plen+1+len(key)]
+
+		if len(b) == 0 || !isMap(b[0]) {
+			if b, err = r.readField(path, b, f); err != nil {
+				return b, err
+			}
+			continue
+		}
+
+		// A map inside: descend, unless too deep, too long or unwanted.
+		skip := false
+		switch {
+		case level >= MaxDepth:
+			r.stats.DeepMaps++
+			skip = true
+		case len(path) >= MaxPath:
+			r.stats.LongPaths++
+			skip = true
+		case r.ks != nil:
+			skip = !r.ks.WantPrefix(path)
+		case r.pm != nil:
+			skip = !r.pm.WantPrefix(path)
+		}
+		if skip {
+			if b, err = skipN(b, 1); err != nil {
+				return b, err
+			}
+			continue
+		}
+		sz, o, err := msgp.ReadMapHeaderBytes(b)
+		if err != nil {
+			return b, err
+		}
+		b = o
+		r.stack[level] = frame{left: left, plen: plen}
+		level++
+		left, plen = sz, len(path)
+	}
+}
+
+// readValue decodes the value at the start of b into v unless v already holds
+// a value of a better rank; unsupported types are skipped and leave v alone.
+func (r *Reader) readValue(b []byte, v *Value, slot, rank int) ([]byte, error) {
+	t := msgp.NextType(b)
+	switch {
+	case t == msgp.NilType:
+		rank = nilRank
+	case rank >= nilRank:
+		rank = nilRank - 1
+	case rank < math.MinInt32:
+		rank = math.MinInt32
+	}
+	if v.Kind != KindNone && int32(rank) >= r.rank[slot] {
+		return skipN(b, 1) // first of equal rank wins
+	}
+	var o []byte
+	var err error
+	switch t {
+	case msgp.StrType:
+		var s []byte
+		if s, o, err = msgp.ReadStringZC(b); err == nil {
+			*v = Value{Kind: KindStr, Str: s}
+		}
+	case msgp.BinType:
+		var s []byte
+		if s, o, err = msgp.ReadBytesZC(b); err == nil {
+			*v = Value{Kind: KindStr, Str: s}
+		}
+	case msgp.UintType:
+		var u uint64
+		if u, o, err = msgp.ReadUint64Bytes(b); err == nil {
+			*v = Value{Kind: KindUint, Uint: u}
+		}
+	case msgp.IntType:
+		var i int64
+		if i, o, err = msgp.ReadInt64Bytes(b); err == nil {
+			if i >= 0 {
+				*v = Value{Kind: KindUint, Uint: uint64(i)}
+			} else {
+				*v = Value{Kind: KindInt, Int: i}
+			}
+		}
+	case msgp.Float64Type, msgp.Float32Type:
+		var x float64
+		if x, o, err = msgp.ReadFloat64Bytes(b); err == nil {
+			*v = Value{Kind: KindFloat, Float: x}
+		}
+	case msgp.BoolType:
+		var x bool
+		if x, o, err = msgp.ReadBoolBytes(b); err == nil {
+			*v = Value{Kind: KindBool, Bool: x}
+		}
+	case msgp.NilType:
+		*v = Value{Kind: KindNil}
+		o = b[1:]
+	case msgp.ExtensionType:
+		var typ int8
+		var data []byte
+		if typ, data, o, err = readExt(b); err == nil {
+			if typ != 0 || len(data) != 8 {
+				return o, nil // not EventTime: ignored
+			}
+			*v = Value{Kind: KindTime, Sec: binary.BigEndian.Uint32(data), Nsec: binary.BigEndian.Uint32(data[4:])}
+		}
+	default: // arrays, other extensions: ignored
+		return skipN(b, 1)
+	}
+	if err != nil {
+		return b, err
+	}
+	r.rank[slot] = int32(rank)
+	return o, nil
+}
+
+// fixstrLen returns the length of the fixstr at the start of b, or -1.
+func fixstrLen(b []byte) int {
+	if len(b) > 0 && b[0]&0xe0 == 0xa0 {
+		return int(b[0] & 0x1f)
+	}
+	return -1
+}
+
+// isMap reports whether lead is the first byte of a map.
+func isMap(lead byte) bool { return lead&0xf0 == 0x80 || lead == 0xde || lead == 0xdf }
+
+// isArray reports whether lead is the first byte of an array.
+func isArray(lead byte) bool { return lead&0xf0 == 0x90 || lead == 0xdc || lead == 0xdd }
+
+// skipValue skips one msgpack object at the start of b: scalars with
+// msgp.Skip (fixint and fixstr inline), containers with skipN.
+func skipValue(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return b, msgp.ErrShortBytes
+	}
+	lead := b[0]
+	switch {
+	case lead < 0x80 || lead >= 0xe0: // positive and negative fixint
+		return b[1:], nil
+	case lead&0xe0 == 0xa0: // fixstr
+		if n := 1 + int(lead&0x1f); n <= len(b) {
+			return b[n:], nil
+		}
+		return b, msgp.ErrShortBytes
+	case lead == 0xd9: // str8
+		if len(b) >= 2 {
+			if n := 2 + int(b[1]); n <= len(b) {
+				return b[n:], nil
+			}
+		}
+		return b, msgp.ErrShortBytes
+	case isMap(lead) || isArray(lead):
+		return skipN(b, 1)
+	}
+	o, err := msgp.Skip(b)
+	if err != nil {
+		return b, err
+	}
+	return o, nil
+}
+
+// skipN skips n consecutive msgpack objects at the start of b. It walks
+// nested arrays and maps with a counter instead of recursion, so any nesting
+// depth costs no stack. On error it returns b positioned at the object that
+// failed.
+func skipN(b []byte, n uint64) ([]byte, error) {
+	for n > 0 {
+		if uint64(len(b)) < n { // every object takes at least one byte
+			return b, msgp.ErrShortBytes
+		}
+		n--
+		switch msgp.NextType(b) {
+		case msgp.MapType:
+			sz, o, err := msgp.ReadMapHeaderBytes(b)
+			if err != nil {
+				return b, err
+			}
+			b = o
+			n += 2 * uint64(sz)
+		case msgp.ArrayType:
+			sz, o, err := msgp.ReadArrayHeaderBytes(b)
+			if err != nil {
+				return b, err
+			}
+			b = o
+			n += uint64(sz)
+		default:
+			o, err := msgp.Skip(b)
+			if err != nil {
+				return b, err
+			}
+			b = o
+		}
+	}
+	return b, nil
+}
