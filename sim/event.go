@@ -3,6 +3,7 @@ package sim
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -80,29 +81,61 @@ type Event struct {
 
 // FlowKey returns the destination part of the flow an event belongs to, as
 // the detector keys flows: the HTTP Host or TLS SNI when present and not an
-// IP literal, else "ip:port". The conn event of an HTTP or TLS connection
+// IP literal, else "ip:port" (see the function FlowKey). The conn event of an HTTP or TLS connection
 // carries the same Host as its http/ssl records, so all records of one
 // connection fall into the same flow.
 func (ev *Event) FlowKey() string { return FlowKey(ev.Host, ev.DstIP, ev.DstPort) }
 
 // FlowKey builds a flow destination key from a host name (HTTP Host or TLS
-// SNI, possibly empty) and the responder's address and port. A host that is
-// an IP address literal, with or without a port, counts as absent.
+// SNI, possibly empty) and the responder's address and port: the name,
+// lower-cased and without a port or trailing dot, or, when there is no name
+// or it is an IP address literal, "ip:port" ("[v6]:port" for IPv6).
 func FlowKey(host, ip string, port int) string {
-	if host != "" && !isIPLiteral(host) {
-		return host
+	if name := cleanName(host); name != "" {
+		return name
+	}
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() {
+		return netip.AddrPortFrom(a, uint16(port)).String()
 	}
 	return ip + ":" + strconv.Itoa(port)
 }
 
-func isIPLiteral(h string) bool {
-	if _, err := netip.ParseAddr(h); err == nil {
-		return true
+// cleanName normalises a host name for a flow key; it returns "" for an
+// empty name or an IP literal.
+func cleanName(h string) string {
+	h = strings.TrimSpace(h)
+	if h == "" || h[0] == '[' {
+		return ""
 	}
-	if _, err := netip.ParseAddrPort(h); err == nil {
-		return true
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[:i], ":") {
+		h = h[:i]
 	}
-	return false
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || h == "-" {
+		return ""
+	}
+	if digitsAndDots(h) || strings.Contains(h, ":") {
+		if _, err := netip.ParseAddr(h); err == nil {
+			return ""
+		}
+	}
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// digitsAndDots is a cheap test for a possible IPv4 literal (a failed
+// netip.ParseAddr allocates its error).
+func digitsAndDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // Field is one key/value pair of a Zeek log record, the value as Zeek's TSV
