@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the training set: simulated days (several seeds, a raised C2 rate
 # so beacons are not too rare to learn) through `beacongrid features`.
+# Rows are grouped by seed and destination: the training split keeps every
+# sample of one flow on one side, while a shared service (seen under every
+# seed) is learnt from some seeds and validated on others.
 # usage: make_features.sh BEACONGRID OUTDIR OUT.csv SEED...
 set -euo pipefail
 bin=$1 out=$2 csv=$3; shift 3
@@ -10,7 +13,7 @@ first=1
 for seed in "$@"; do
   d="$out/sim-$seed"
   "$bin" simulate --hosts 150 --days 1 --seed "$seed" --c2-per-100 15 --out "$d" >/dev/null
-  "$bin" features --truth "$d/truth.csv" --out "$d/features.csv" "$d/http.log" "$d/ssl.log" "$d/conn.log"
+  "$bin" features --group-prefix "seed$seed:" --truth "$d/truth.csv" --out "$d/features.csv" "$d/http.log" "$d/ssl.log" "$d/conn.log"
   if [ $first = 1 ]; then cat "$d/features.csv" >> "$csv.tmp"; first=0
   else tail -n +2 "$d/features.csv" >> "$csv.tmp"; fi
   rm -f "$d"/*.log

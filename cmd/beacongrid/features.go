@@ -60,7 +60,7 @@ func readTruth(path string) (map[truthKey]truthRow, error) {
 }
 
 func newFeaturesCmd() *cobra.Command {
-	var truth, out, rulesFile string
+	var truth, out, rulesFile, groupPrefix string
 	var every, minActive int
 	c := &cobra.Command{
 		Use:   "features --truth TRUTH.csv --out FEATURES.csv FILE...",
@@ -109,7 +109,7 @@ func newFeaturesCmd() *cobra.Command {
 				if t.label == "malicious" || t.label == "1" {
 					lab = "1"
 				}
-				row[0], row[1], row[2], row[3], row[4] = view.Src, view.Dst, lab, t.kind, view.Dst
+				row[0], row[1], row[2], row[3], row[4] = view.Src, view.Dst, lab, t.kind, groupPrefix+view.Dst
 				row[5] = strconv.Itoa(int(view.End))
 				for i, x := range feats {
 					row[6+i] = strconv.FormatFloat(x, 'g', 10, 64)
@@ -177,6 +177,7 @@ func newFeaturesCmd() *cobra.Command {
 	c.Flags().StringVar(&truth, "truth", "", "ground-truth CSV (src,dst,label,kind) from beacongrid simulate")
 	c.Flags().StringVar(&out, "out", "features.csv", "output CSV")
 	c.Flags().StringVar(&rulesFile, "rules", "", "rules file (for field mappings)")
+	c.Flags().StringVar(&groupPrefix, "group-prefix", "", "prefix of the group column (the training split keeps a group whole), e.g. the simulation seed")
 	c.Flags().IntVar(&every, "every", 240, "sample every flow each N minutes of event time")
 	c.Flags().IntVar(&minActive, "min-active", 6, "skip flows with fewer active minutes")
 	c.MarkFlagRequired("truth")
