@@ -16,10 +16,11 @@ var DefaultStart = time.Date(2024, time.March, 4, 0, 0, 0, 0, time.UTC)
 // DefaultC2PerHundred is the default number of implanted hosts per 100 hosts.
 const DefaultC2PerHundred = 5
 
-// Defaults for Config fields left zero.
+// Defaults for Config fields left zero, and the largest network.
 const (
 	DefaultHosts = 100
 	DefaultDays  = 1
+	MaxHosts     = 50000 // hosts are numbered 10.10.0.10 .. 10.10.249.209
 )
 
 // C2 kinds, the values of Event.Kind and truth.csv's kind for malicious
@@ -120,8 +121,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.C2PerHundred = DefaultC2PerHundred
 	}
 	switch {
-	case cfg.Hosts < 0 || cfg.Hosts > 60000:
-		return cfg, fmt.Errorf("sim: hosts %d out of range 1..60000", cfg.Hosts)
+	case cfg.Hosts < 0 || cfg.Hosts > MaxHosts:
+		return cfg, fmt.Errorf("sim: hosts %d out of range 1..%d", cfg.Hosts, MaxHosts)
 	case cfg.Days < 0 || cfg.Days > 366:
 		return cfg, fmt.Errorf("sim: days %d out of range 1..366", cfg.Days)
 	case cfg.C2PerHundred > 50:

@@ -222,7 +222,8 @@ func hasOS(os []osKind, x osKind) bool {
 	return false
 }
 
-// endpointFor returns the (shared) endpoint of a service destination.
+// endpointFor returns the endpoint of a service destination. Addresses are
+// a pure function of the name, so every host reaches the same servers.
 func (w *world) endpointFor(d *svcDef, name string) *endpoint {
 	if d.addr != "" {
 		return fixedEndpoint(name, d.addr, d.port, d.local)
@@ -258,7 +259,7 @@ func newPeriodic(w *world, h *host, d *svcDef, names []string) *periodic {
 	p.period = secs(per)
 	detail := fmt.Sprintf("service=%s period=%gs", d.name, per)
 	if d.jitter > 0 {
-		detail += fmt.Sprintf(" jitter=±%g%%", d.jitter*100)
+		detail += fmt.Sprintf(" jitter=+-%g%%", d.jitter*100)
 	} else {
 		detail += " timer=exact"
 	}
