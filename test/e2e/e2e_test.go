@@ -160,7 +160,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("search: %v\n%s", err, body)
 	}
 	if sr.Hits.Total.Value != 1 {
-		t.Fatalf("%d alerts indexed, want exactly the beacon's:\n%s", sr.Hits.Total.Value, body)
+		t.Fatalf("%d alerts indexed, want exactly the beacon's:\n%s", sr.Hits.Total.Value, summarize(body))
 	}
 	var a struct {
 		Timestamp string `json:"@timestamp"`
@@ -226,4 +226,33 @@ func httpDo(t *testing.T, method, url string, body []byte) []byte {
 		t.Fatalf("%s %s: %s\n%s", method, url, resp.Status, b)
 	}
 	return b
+}
+
+// summarize lists the flows of a search response, one line each.
+func summarize(body []byte) string {
+	var sr struct {
+		Hits struct {
+			Hits []struct {
+				Source struct {
+					Source      struct{ IP string }         `json:"source"`
+					Destination struct{ Domain, IP string } `json:"destination"`
+					Beacon      struct {
+						Score         float64 `json:"score"`
+						ActiveMinutes int     `json:"active_minutes"`
+						Prevalence    int     `json:"prevalence"`
+					} `json:"beacon"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(body, &sr); err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, h := range sr.Hits.Hits {
+		s := h.Source
+		fmt.Fprintf(&b, "  %s -> %s%s score=%.4f active=%d prevalence=%d\n", s.Source.IP, s.Destination.Domain, s.Destination.IP,
+			s.Beacon.Score, s.Beacon.ActiveMinutes, s.Beacon.Prevalence)
+	}
+	return b.String()
 }
