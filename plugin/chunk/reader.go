@@ -71,7 +71,8 @@ type Value struct {
 
 // Event is one decoded event.
 type Event struct {
-	// Sec and Nsec are the event timestamp.
+	// Sec and Nsec are the event timestamp, Sec >= 0. Nsec is as encoded
+	// (EventTime nanoseconds are not range-checked, as in Fluent Bit).
 	Sec, Nsec int64
 	// Fields has one Value per slot (the slots argument of Reader.Reset);
 	// Kind is KindNone for slots absent from the record. It is reused by
