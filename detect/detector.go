@@ -46,7 +46,10 @@ type Sink interface {
 
 // Config tunes the detector. Zero values take the defaults.
 type Config struct {
-	// MinActive is the fewest active minutes before a flow is scored. Default 6.
+	// MinActive is the fewest active minutes before a flow is scored.
+	// Default 10: fewer is too little evidence to tell a beacon from a
+	// handful of page loads, and 10 keeps a 60 s beacon's alert within
+	// minutes and a 30 min beacon's within 5 h.
 	MinActive int
 	// ScoreEvery is how often (event-time minutes) a busy flow is rescored. Default 5.
 	ScoreEvery int
@@ -105,7 +108,7 @@ func New(store *cache.Store, model Model, rs *atomic.Pointer[rules.Set], sink Si
 		return nil, errors.New("detect: negative setting")
 	}
 	if cfg.MinActive == 0 {
-		cfg.MinActive = 6
+		cfg.MinActive = 10
 	}
 	if cfg.ScoreEvery == 0 {
 		cfg.ScoreEvery = 5

@@ -12,8 +12,11 @@ mkdir -p "$out"
 first=1
 for seed in "$@"; do
   d="$out/sim-$seed"
-  "$bin" simulate --hosts 150 --days 1 --seed "$seed" --c2-per-100 15 --out "$d" >/dev/null
-  "$bin" features --group-prefix "seed$seed:" --truth "$d/truth.csv" --out "$d/features.csv" "$d/http.log" "$d/ssl.log" "$d/conn.log"
+  # Vary the network's size so prevalence features do not learn one size.
+  hosts=(40 80 150 250)
+  n=${hosts[$((seed % 4))]}
+  "$bin" simulate --hosts "$n" --days 1 --seed "$seed" --c2-per-100 15 --out "$d" >/dev/null
+  "$bin" features --min-active "${MIN_ACTIVE:-10}" --group-prefix "seed$seed:" --truth "$d/truth.csv" --out "$d/features.csv" "$d/http.log" "$d/ssl.log" "$d/conn.log"
   if [ $first = 1 ]; then cat "$d/features.csv" >> "$csv.tmp"; first=0
   else tail -n +2 "$d/features.csv" >> "$csv.tmp"; fi
   rm -f "$d"/*.log

@@ -179,7 +179,7 @@ func newFeaturesCmd() *cobra.Command {
 	c.Flags().StringVar(&rulesFile, "rules", "", "rules file (for field mappings)")
 	c.Flags().StringVar(&groupPrefix, "group-prefix", "", "prefix of the group column (the training split keeps a group whole), e.g. the simulation seed")
 	c.Flags().IntVar(&every, "every", 240, "sample every flow each N minutes of event time")
-	c.Flags().IntVar(&minActive, "min-active", 6, "skip flows with fewer active minutes")
+	c.Flags().IntVar(&minActive, "min-active", 10, "skip flows with fewer active minutes")
 	c.MarkFlagRequired("truth")
 	return c
 }

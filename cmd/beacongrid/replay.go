@@ -36,7 +36,7 @@ func (f *detectorFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.modelFile, "model", "", "LightGBM model file (.txt with .json beside it); default: the embedded model")
 	c.Flags().Float64Var(&f.threshold, "threshold", 0, "alert threshold (0..1); default: the model's calibrated threshold")
 	c.Flags().Int64Var(&f.maxMemory, "max-memory", 1<<30, "bytes of flow state")
-	c.Flags().IntVar(&f.minActive, "min-active", 0, "fewest active minutes before a flow is scored (default 6)")
+	c.Flags().IntVar(&f.minActive, "min-active", 0, "fewest active minutes before a flow is scored (default 10)")
 }
 
 // collector keeps alerts in memory, the latest per flow kept in order.

@@ -47,7 +47,7 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 	c := Config{
 		Name:        defaultName,
 		MaxMemory:   256 << 20,
-		MinActive:   6,
+		MinActive:   10,
 		ScoreEvery:  5,
 		MaxFuture:   10 * time.Minute,
 		SpoolMax:    1 << 30,

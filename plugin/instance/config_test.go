@@ -11,7 +11,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "beacongrid.0" || c.MaxMemory != 256<<20 || c.MinActive != 6 || c.ScoreEvery != 5 || c.MaxFuture != 10*time.Minute || c.Threshold != 0 {
+	if c.Name != "beacongrid.0" || c.MaxMemory != 256<<20 || c.MinActive != 10 || c.ScoreEvery != 5 || c.MaxFuture != 10*time.Minute || c.Threshold != 0 {
 		t.Fatalf("defaults %+v", c)
 	}
 }

@@ -112,6 +112,7 @@ func TestEndToEnd(t *testing.T) {
 	esURL := strings.TrimRight(env(t, "BEACONGRID_ES_URL"), "/")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	httpDo(t, "GET", esURL+"/_cluster/health?wait_for_status=yellow&timeout=30s", nil)
 	dir := t.TempDir()
 	spoolDir := filepath.Join(dir, "spool")
 	files, events := writeDay(t, dir)
