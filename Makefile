@@ -27,6 +27,14 @@ $(BIN)/flbhost: build/flbhost/flbhost.c
 
 include build/train/train.mk
 
+# Training data: simulated days of several seeds and network sizes, through
+# `beacongrid features` (build/train/make_features.sh). `make train` retrains
+# the embedded model from it; `make parity` then proves leaves == LightGBM.
+TRAIN_SEEDS ?= $(shell seq 101 116)
+$(FEATURES_CSV): | $(BIN)/beacongrid
+	build/train/make_features.sh $(BIN)/beacongrid $(CACHE)/train/sim $@ $(TRAIN_SEEDS)
+train: $(FEATURES_CSV)
+
 # ---- demo: one simulated day through the detector, no Elasticsearch ----
 DEMO_HOSTS ?= 150
 DEMO_SEED  ?= 20261125
