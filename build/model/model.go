@@ -361,7 +361,33 @@ func (m *Model) Predict(features []float64) float64 {
 	return m.predict(features)
 }
 
+// lgbZero is LightGBM's kZeroThreshold, a float (1e-35f) widened to double:
+// LightGBM treats |x| <= lgbZero as zero, leaves compares against the double
+// 1e-35. Values in between would take different branches, so they are made
+// exactly zero first (they never arise from real features, but a parity
+// probe found them).
+const lgbZero = 1.0000000180025095e-35
+
 func (m *Model) predict(features []float64) float64 {
+	for i, x := range features {
+		if x != 0 && math.Abs(x) <= lgbZero {
+			sp := m.scratch.Get().(*[]float64)
+			z := *sp
+			copy(z, features)
+			for j := i; j < len(z); j++ {
+				if math.Abs(z[j]) <= lgbZero {
+					z[j] = 0
+				}
+			}
+			p := m.predictRaw(z)
+			m.scratch.Put(sp)
+			return p
+		}
+	}
+	return m.predictRaw(features)
+}
+
+func (m *Model) predictRaw(features []float64) float64 {
 	out := m.out.Get().(*[1]float64)
 	// Cannot fail: the feature count and output size were checked above and
 	// at load.

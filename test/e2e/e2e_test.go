@@ -167,6 +167,7 @@ func TestEndToEnd(t *testing.T) {
 		Timestamp string `json:"@timestamp"`
 		Event     struct {
 			ID, Kind, Module string
+			Start            time.Time
 		} `json:"event"`
 		Source      struct{ IP string } `json:"source"`
 		Destination struct {
@@ -199,8 +200,12 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("score %v model %q", a.Beacon.Score, a.Beacon.ModelVersion)
 	case a.Beacon.PeriodS < 30 || a.Beacon.PeriodS > 90 || a.Beacon.Jitter == nil:
 		t.Fatalf("period %v s for a 60 s beacon; jitter %v", a.Beacon.PeriodS, a.Beacon.Jitter)
-	case len(a.Beacon.Matrix) != 1440 || a.Beacon.ActiveMinutes < 60 || a.Beacon.Prevalence < 1:
+	case len(a.Beacon.Matrix) != 1440 || a.Beacon.ActiveMinutes < 10 || a.Beacon.Prevalence < 1:
 		t.Fatalf("matrix %d cells, %d active minutes, prevalence %d", len(a.Beacon.Matrix), a.Beacon.ActiveMinutes, a.Beacon.Prevalence)
+	}
+	// A 60 s beacon is alerted within 2 hours of its first callback (event time).
+	if at, err := time.Parse(time.RFC3339, a.Timestamp); err != nil || at.Sub(a.Event.Start) > 2*time.Hour || at.Before(a.Event.Start) {
+		t.Fatalf("alerted at %s, first callback %s: want within 2 h", a.Timestamp, a.Event.Start)
 	}
 	active := 0
 	for _, c := range a.Beacon.Matrix {
