@@ -183,8 +183,7 @@ func (d *Detector) Score(f *cache.Flow) {
 	}
 	m.AlertMinute, m.AlertScore = v.End, float32(p)
 	f.SetMarks(m)
-	if why, ok := rs.Allowed(v.Src, v.Dst, d.cfg.Now()); ok {
-		_ = why
+	if _, ok := rs.Allowed(v.Src, v.Dst, d.cfg.Now()); ok {
 		d.suppressed.Add(1)
 		return
 	}

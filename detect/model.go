@@ -34,3 +34,21 @@ type explained struct{ *model.Model }
 func (e explained) Explain(features []float64, top int) []alert.Reason {
 	return e.Model.Explain(features, top, make([]alert.Reason, 0, top))
 }
+
+// WithThreshold returns m with its alert threshold replaced by t.
+func WithThreshold(m Model, t float64) Model { return thresholdModel{m, t} }
+
+type thresholdModel struct {
+	Model
+	t float64
+}
+
+func (m thresholdModel) Threshold() float64 { return m.t }
+
+// Explain keeps the wrapped model's explanations.
+func (m thresholdModel) Explain(features []float64, top int) []alert.Reason {
+	if ex, ok := m.Model.(Explainer); ok {
+		return ex.Explain(features, top)
+	}
+	return nil
+}

@@ -51,13 +51,6 @@ func (c *collector) Alert(a *alert.Alert) {
 	c.mu.Unlock()
 }
 
-type thresholdModel struct {
-	detect.Model
-	t float64
-}
-
-func (m thresholdModel) Threshold() float64 { return m.t }
-
 func (f *detectorFlags) build(sink detect.Sink) (*detect.Detector, *rules.Set, error) {
 	var rs *rules.Set
 	if f.rulesFile != "" {
@@ -71,7 +64,7 @@ func (f *detectorFlags) build(sink detect.Sink) (*detect.Detector, *rules.Set, e
 		return nil, nil, err
 	}
 	if f.threshold > 0 {
-		m = thresholdModel{m, f.threshold}
+		m = detect.WithThreshold(m, f.threshold)
 	}
 	// Logs replayed offline are in the past: the future bound is the wall clock.
 	store, err := cache.New(cache.Config{MaxBytes: f.maxMemory})

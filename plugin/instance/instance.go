@@ -90,7 +90,7 @@ func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 	}
 	in.sink = newSpoolSink(w, cfg.AlertBuffer, log)
 	if cfg.Threshold > 0 {
-		m = thresholdModel{m, cfg.Threshold}
+		m = detect.WithThreshold(m, cfg.Threshold)
 	}
 	host, _ := os.Hostname()
 	in.det, err = detect.New(store, m, &in.rules, in.sink, detect.Config{
@@ -198,13 +198,6 @@ func (in *Instance) Close() {
 		s.Chunks, s.Detector.Events, s.Cache.Flows, s.Detector.Alerts, s.AlertsSpooled, s.AlertsDropped,
 		s.BadChunks, s.BadEvents, s.BadFields, s.Cache.TooOld, s.Cache.TooNew)
 }
-
-type thresholdModel struct {
-	detect.Model
-	t float64
-}
-
-func (m thresholdModel) Threshold() float64 { return m.t }
 
 // Logger writes Fluent Bit style log lines: [time] [level] [output:beacongrid:NAME] msg.
 type Logger struct {
