@@ -76,6 +76,9 @@ type Config struct {
 	// Listen is the address of the /metrics, /healthz, /readyz server; ""
 	// disables it.
 	Listen string
+	// WebToken is the bearer token of the alerts page (/ui/ on Listen); ""
+	// leaves the page off. A secret, like APIKey.
+	WebToken string
 }
 
 // DefaultConfig returns a Config with every default set and nothing else.
@@ -121,6 +124,7 @@ func (c *Config) LoadEnv(env Env) error {
 		{EnvAPIKey, &c.APIKey},
 		{EnvUsername, &c.Username},
 		{EnvPassword, &c.Password},
+		{EnvWebToken, &c.WebToken},
 	} {
 		v, ok, err := env.value(s.key)
 		if err != nil {
@@ -297,10 +301,10 @@ func secret(s string) string {
 // String describes c with secrets redacted.
 func (c Config) String() string {
 	return fmt.Sprintf("spool=%s es=%s index=%s auth=%s username=%s api_key=%s password=%s ca_file=%s "+
-		"batch=%d flush=%s poll=%s timeout=%s backoff=%s..%s listen=%s",
+		"batch=%d flush=%s poll=%s timeout=%s backoff=%s..%s listen=%s web_token=%s",
 		c.SpoolDir, strings.Join(c.Addresses, ","), c.Index, c.auth(), c.Username,
 		secret(c.APIKey), secret(c.Password), c.CAFile, c.BatchSize, c.FlushInterval,
-		c.PollInterval, c.RequestTimeout, c.MinBackoff, c.MaxBackoff, c.Listen)
+		c.PollInterval, c.RequestTimeout, c.MinBackoff, c.MaxBackoff, c.Listen, secret(c.WebToken))
 }
 
 // LogValue implements slog.LogValuer with secrets redacted.
@@ -321,6 +325,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("min_backoff", c.MinBackoff.String()),
 		slog.String("max_backoff", c.MaxBackoff.String()),
 		slog.String("listen", c.Listen),
+		slog.String("web_token", secret(c.WebToken)),
 	)
 }
 

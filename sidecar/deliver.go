@@ -35,6 +35,7 @@ type SpoolReader interface {
 type Options struct {
 	Logger  *slog.Logger // default: slog.Default()
 	Metrics *Metrics     // default: unregistered metrics
+	Recent  *Recent      // default: none; receives every delivered alert
 }
 
 // Deliverer moves alerts from a spool to an Indexer. Run or Drain it from
@@ -44,6 +45,7 @@ type Deliverer struct {
 	sp      SpoolReader
 	idx     Indexer
 	m       *Metrics
+	recent  *Recent
 	log     *slog.Logger
 	backoff backoff
 	now     func() time.Time
@@ -64,7 +66,7 @@ func NewDeliverer(cfg Config, sp SpoolReader, idx Indexer, o Options) *Deliverer
 		o.Metrics, _ = NewMetrics(prometheus.NewRegistry(), cfg.SpoolDir)
 	}
 	return &Deliverer{
-		cfg: cfg, sp: sp, idx: idx, m: o.Metrics, log: o.Logger,
+		cfg: cfg, sp: sp, idx: idx, m: o.Metrics, log: o.Logger, recent: o.Recent,
 		backoff: backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
 		now:     time.Now,
 	}
@@ -242,6 +244,7 @@ type pending struct {
 // cancelled while lines still need a retry.
 func (d *Deliverer) deliver(ctx context.Context, batch []spool.Record) error {
 	todo, dead := d.prepare(batch)
+	all := todo
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt > 0 {
 			wait := d.backoff.wait(attempt)
@@ -262,7 +265,26 @@ func (d *Deliverer) deliver(ctx context.Context, batch []spool.Record) error {
 		return err
 	}
 	d.commit(batch[len(batch)-1].End, len(batch))
+	if d.recent != nil {
+		d.recent.Add(delivered(all, dead))
+	}
 	return nil
+}
+
+// delivered returns the documents of all that were indexed, that is, not
+// dead-lettered.
+func delivered(all []pending, dead []DeadLetter) []Document {
+	skip := make(map[spool.Position]bool, len(dead))
+	for _, dl := range dead {
+		skip[dl.Position] = true
+	}
+	out := make([]Document, 0, len(all))
+	for _, p := range all {
+		if !skip[p.end] {
+			out = append(out, p.doc)
+		}
+	}
+	return out
 }
 
 // prepare splits batch into documents and dead letters for malformed lines.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/beacongrid/beacongrid/spool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,9 +36,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, once bool) (err erro
 	if err != nil {
 		return err
 	}
-	d := NewDeliverer(cfg, reader, idx, Options{Logger: log, Metrics: m})
+	recent := NewRecent(DefaultRecent)
+	d := NewDeliverer(cfg, reader, idx, Options{Logger: log, Metrics: m, Recent: recent})
 	if cfg.Listen != "" {
-		srv, err := StartServer(cfg.Listen, Handler(reg, d.Ready), log)
+		mux := http.NewServeMux()
+		mux.Handle("/", Handler(reg, d.Ready))
+		mux.Handle("/ui/", WebHandler(cfg.WebToken, recent))
+		srv, err := StartServer(cfg.Listen, mux, log)
 		if err != nil {
 			return err
 		}
