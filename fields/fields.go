@@ -1,6 +1,7 @@
 // Package fields turns a log record into the one event the detector counts:
 // when it happened, who sent it, and where it went. A Mapping names which
-// record keys feed each slot; presets cover Zeek and ECS out of the box.
+// record keys feed each slot; presets (Preset) cover Zeek, ECS, Squid and
+// other web proxies, and the common firewalls.
 //
 // An Event's byte slices point into the record it was read from (a Fluent
 // Bit chunk, a line of a log file): they are valid only until that record's
@@ -26,44 +27,16 @@ const (
 	DstPort        // destination port
 	Size           // request size in bytes
 	Service        // Zeek conn service (to skip connections the http/ssl logs already carry)
+	URL            // request URL (proxy logs): its host is the domain when no domain key is set
 	NumSlots
 )
 
 // SlotNames names the slots as rules files and docs spell them.
-var SlotNames = [NumSlots]string{"time", "source", "domain", "destination_ip", "destination_port", "bytes", "service"}
+var SlotNames = [NumSlots]string{"time", "source", "domain", "destination_ip", "destination_port", "bytes", "service", "url"}
 
 // Mapping lists, per slot, the record keys (dotted paths) that feed it, in
 // priority order: when a record has several, the first listed wins.
 type Mapping [NumSlots][]string
-
-// Zeek is the preset for Zeek http, ssl and conn logs.
-func Zeek() Mapping {
-	return Mapping{
-		Time:    {"ts"},
-		Src:     {"id.orig_h"},
-		Domain:  {"host", "server_name"},
-		DstIP:   {"id.resp_h"},
-		DstPort: {"id.resp_p"},
-		Size:    {"request_body_len", "orig_bytes"},
-		Service: {"service"},
-	}
-}
-
-// ECS is the preset for Elastic Common Schema records.
-func ECS() Mapping {
-	return Mapping{
-		Time:    {"@timestamp"},
-		Src:     {"source.ip", "client.ip"},
-		Domain:  {"destination.domain", "url.domain", "tls.client.server_name"},
-		DstIP:   {"destination.ip", "server.ip"},
-		DstPort: {"destination.port", "server.port"},
-		Size:    {"source.bytes", "http.request.bytes"},
-	}
-}
-
-// Default is Zeek and ECS together: what the plugin and the CLI use when no
-// rules file maps fields.
-func Default() Mapping { return Merge(Zeek(), ECS()) }
 
 // Merge returns a mapping with the keys of a first, then those of b.
 func Merge(a, b Mapping) Mapping {
@@ -111,6 +84,7 @@ type Event struct {
 	DstPort int
 	Size    int64 // -1 when unknown
 	Service []byte
+	URL     []byte
 	prio    [NumSlots]int8 // priority of the alias that set each slot (lower wins)
 }
 
@@ -164,6 +138,8 @@ func (e *Event) SetText(slot int, v []byte) error {
 		e.Size = n
 	case Service:
 		e.Service = v
+	case URL:
+		e.URL = v
 	}
 	return nil
 }
@@ -214,7 +190,8 @@ var SkipServices = [][]byte{[]byte("http"), []byte("ssl")}
 
 // Flow writes the flow's source and destination into buf (reused) and
 // returns them. The destination is the domain when the record names one
-// (lowercased, without port or trailing dot), else ip:port. ok is false when
+// (lowercased, without port or trailing dot), else the host of its URL
+// when that is a name, else ip:port. ok is false when
 // the record cannot make a flow: no valid source IP, no destination, or a
 // conn record for a service the other logs carry.
 func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
@@ -231,7 +208,11 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 	}
 	buf = a.WithZone("").AppendTo(buf[:0])
 	n := len(buf)
-	if d := cleanDomain(e.Domain); len(d) > 0 {
+	d := cleanDomain(e.Domain)
+	if len(d) == 0 && len(e.URL) > 0 {
+		d = cleanDomain(urlHost(e.URL))
+	}
+	if len(d) > 0 {
 		for _, c := range d {
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
@@ -239,11 +220,24 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 			buf = append(buf, c)
 		}
 	} else {
-		ip, err := netip.ParseAddr(bstr(e.DstIP))
+		ipText, port := e.DstIP, e.DstPort
+		if len(ipText) == 1 && ipText[0] == '-' { // unset, as Zeek and Squid write it
+			ipText = nil
+		}
+		if len(e.URL) > 0 && (port == 0 || len(ipText) == 0) {
+			h, p := urlAddr(e.URL)
+			if port == 0 {
+				port = p
+			}
+			if len(ipText) == 0 {
+				ipText = h
+			}
+		}
+		ip, err := netip.ParseAddr(bstr(ipText))
 		if err != nil {
 			return nil, nil, buf, false
 		}
-		buf = netip.AddrPortFrom(ip.WithZone(""), uint16(e.DstPort)).AppendTo(buf)
+		buf = netip.AddrPortFrom(ip.WithZone(""), uint16(port)).AppendTo(buf)
 	}
 	return buf[:n:n], buf[n:], buf, true
 }
@@ -268,6 +262,63 @@ func cleanDomain(d []byte) []byte {
 		}
 	}
 	return d
+}
+
+// urlHost returns the host[:port] of a URL: "http://user@Host:8080/p?q"
+// gives "Host:8080"; a proxy CONNECT target "host:443" is returned as it is.
+func urlHost(u []byte) []byte {
+	if i := bytes.Index(u, []byte("://")); i >= 0 {
+		u = u[i+3:]
+	}
+	for i, c := range u {
+		if c == '/' || c == '?' || c == '#' {
+			u = u[:i]
+			break
+		}
+	}
+	if i := bytes.LastIndexByte(u, '@'); i >= 0 {
+		u = u[i+1:]
+	}
+	return u
+}
+
+// urlAddr splits the host of a URL into host and port: "[2001:db8::1]:8443"
+// gives "2001:db8::1" and 8443; without a port, http and https URLs give 80
+// and 443, others 0.
+func urlAddr(u []byte) (host []byte, port int) {
+	h := urlHost(u)
+	switch {
+	case bytes.HasPrefix(u, []byte("https://")):
+		port = 443
+	case bytes.HasPrefix(u, []byte("http://")):
+		port = 80
+	}
+	var p []byte
+	if len(h) > 0 && h[0] == '[' {
+		i := bytes.IndexByte(h, ']')
+		if i < 0 {
+			return nil, port
+		}
+		if rest := h[i+1:]; len(rest) > 1 && rest[0] == ':' {
+			p = rest[1:]
+		}
+		h = h[1:i]
+	} else if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[:i], ':') < 0 {
+		h, p = h[:i], h[i+1:]
+	}
+	if len(p) > 0 {
+		n := 0
+		for _, c := range p {
+			if c < '0' || c > '9' || n > 65535 {
+				return h, port
+			}
+			n = n*10 + int(c-'0')
+		}
+		if n <= 65535 {
+			port = n
+		}
+	}
+	return h, port
 }
 
 // allDigitsDots reports whether d could be a dotted IPv4 address (a cheap

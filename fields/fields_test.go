@@ -1,6 +1,10 @@
 package fields
 
-import "testing"
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
 
 func TestFlow(t *testing.T) {
 	f := func(src, domain, dstIP string, port int, service, wantSrc, wantDst string, wantOK bool) {
@@ -68,5 +72,98 @@ func TestFlowAllocatesNothing(t *testing.T) {
 	n := testing.AllocsPerRun(1000, func() { _, _, buf, _ = e.Flow(buf) })
 	if n != 0 {
 		t.Fatalf("%v allocations per Flow", n)
+	}
+}
+
+// apply fills an event from a record of text values through m, as the
+// plugin and the replay command do (first alias wins, whatever the order).
+func apply(t *testing.T, m Mapping, rec map[string]string) Event {
+	t.Helper()
+	var e Event
+	e.Reset()
+	for key, v := range rec {
+		for slot, aliases := range m {
+			for rank, a := range aliases {
+				if a == key && e.Claim(slot, rank) {
+					if err := e.SetText(slot, []byte(v)); err != nil {
+						t.Fatalf("%s=%q: %v", key, v, err)
+					}
+				}
+			}
+		}
+	}
+	return e
+}
+
+// One record per log type, as Fluent Bit's parsers hand it over, through
+// its preset: the flow and the time it makes.
+func TestPresets(t *testing.T) {
+	cases := []struct {
+		preset   string
+		rec      map[string]string
+		src, dst string
+		sec      int64 // 0: no time in the record (Fluent Bit's is used)
+	}{
+		{"zeek", map[string]string{"ts": "1700000000.25", "id.orig_h": "10.0.0.5", "id.resp_h": "93.184.216.34", "id.resp_p": "80", "host": "WWW.Example.com", "uri": "/"}, "10.0.0.5", "www.example.com", 1700000000},
+		{"zeek", map[string]string{"ts": "1700000000", "id.orig_h": "10.0.0.5", "id.resp_h": "1.1.1.1", "id.resp_p": "53", "service": "dns"}, "10.0.0.5", "1.1.1.1:53", 1700000000},
+		{"ecs", map[string]string{"@timestamp": "2023-11-14T22:13:20Z", "source.ip": "10.0.0.6", "destination.ip": "8.8.8.8", "destination.port": "443", "url.full": "https://dns.google/resolve?name=x"}, "10.0.0.6", "dns.google", 1700000000},
+		// Squid native: a GET, a CONNECT (host:port) and a URL naming an IP.
+		{"squid", map[string]string{"timestamp": "1700000000.450", "elapsed": "99", "client_ip": "192.168.0.68", "result": "TCP_MISS", "status": "200", "bytes": "507", "method": "GET", "url": "http://www.google.com/search?q=1", "user": "-", "hierarchy": "DIRECT", "server_ip": "74.125.39.104", "content_type": "text/html"}, "192.168.0.68", "www.google.com", 1700000000},
+		{"squid", map[string]string{"timestamp": "1700000000.450", "client_ip": "192.168.0.68", "method": "CONNECT", "url": "Update.Vendor.example:443", "server_ip": "203.0.113.9"}, "192.168.0.68", "update.vendor.example", 1700000000},
+		{"squid", map[string]string{"timestamp": "1700000000.450", "client_ip": "192.168.0.68", "url": "http://203.0.113.7:8080/gate.php", "server_ip": "203.0.113.7"}, "192.168.0.68", "203.0.113.7:8080", 1700000000},
+		{"squid", map[string]string{"client_ip": "192.168.0.68", "url": "http://203.0.113.8/gate.php", "server_ip": "-"}, "192.168.0.68", "203.0.113.8:80", 0},
+		{"squid", map[string]string{"client_ip": "192.168.0.68", "method": "CONNECT", "url": "[2001:db8::5]:443"}, "192.168.0.68", "[2001:db8::5]:443", 0},
+		// Proxy JSON: Zscaler NSS names, W3C names, generic names.
+		{"proxy", map[string]string{"time": "2023-11-14T22:13:20Z", "clientip": "10.1.1.1", "hostname": "api.example.net", "serverip": "198.51.100.1", "url": "api.example.net/v1"}, "10.1.1.1", "api.example.net", 1700000000},
+		{"proxy", map[string]string{"c-ip": "10.1.1.2", "cs-host": "cdn.example.org", "s-ip": "198.51.100.2", "cs-uri-port": "443"}, "10.1.1.2", "cdn.example.org", 0},
+		{"proxy", map[string]string{"src_ip": "10.1.1.3", "dest_ip": "198.51.100.3", "dest_port": "8443"}, "10.1.1.3", "198.51.100.3:8443", 0},
+		{"proxy", map[string]string{"client_ip": "10.1.1.4", "url": "https://user@Login.Example.com:8443/x"}, "10.1.1.4", "login.example.com", 0},
+		// Firewalls.
+		{"paloalto", map[string]string{"src": "10.2.0.1", "dst": "203.0.113.50", "dport": "443", "bytes_sent": "1200", "app": "ssl"}, "10.2.0.1", "203.0.113.50:443", 0},
+		{"paloalto", map[string]string{"src": "10.2.0.1", "dst": "203.0.113.50", "dport": "80", "misc": "evil.example/gate.php"}, "10.2.0.1", "evil.example", 0},
+		{"fortinet", map[string]string{"srcip": "10.3.0.1", "dstip": "203.0.113.60", "dstport": "443", "hostname": "Portal.Example.com", "sentbyte": "512", "action": "accept"}, "10.3.0.1", "portal.example.com", 0},
+		{"fortinet", map[string]string{"srcip": "10.3.0.2", "dstip": "203.0.113.61", "dstport": "22"}, "10.3.0.2", "203.0.113.61:22", 0},
+		{"pfsense", map[string]string{"src": "10.4.0.1", "dst": "198.51.100.70", "dstport": "4444", "srcport": "51000", "action": "block"}, "10.4.0.1", "198.51.100.70:4444", 0},
+		{"iptables", map[string]string{"SRC": "10.5.0.1", "DST": "198.51.100.80", "DPT": "8080", "SPT": "40000", "PROTO": "TCP"}, "10.5.0.1", "198.51.100.80:8080", 0},
+		// Several presets at once: the first listed wins a slot.
+		{"fortinet,proxy", map[string]string{"srcip": "10.6.0.1", "client_ip": "10.6.0.2", "hostname": "a.example"}, "10.6.0.1", "a.example", 0},
+	}
+	for _, c := range cases {
+		m, err := Preset(c.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("%s: %v", c.preset, err)
+		}
+		e := apply(t, m, c.rec)
+		src, dst, _, ok := e.Flow(nil)
+		if !ok || string(src) != c.src || string(dst) != c.dst {
+			t.Errorf("%s %v: flow %q -> %q (ok %v), want %q -> %q", c.preset, c.rec, src, dst, ok, c.src, c.dst)
+		}
+		if want := c.sec != 0; e.HasTime != want || e.Sec != c.sec {
+			t.Errorf("%s %v: time %d (%v), want %d", c.preset, c.rec, e.Sec, e.HasTime, c.sec)
+		}
+	}
+}
+
+func TestPresetNames(t *testing.T) {
+	def, err := Preset("")
+	if err != nil || !reflect.DeepEqual(def, Default()) {
+		t.Fatalf("empty preset: %v, %v", def, err)
+	}
+	if m, err := Preset(" Zeek , ecs "); err != nil || !reflect.DeepEqual(m, Default()) {
+		t.Fatalf("names are trimmed and case-insensitive: %v", err)
+	}
+	for _, bad := range []string{"zeek,", "cisco", "zeek;ecs"} {
+		if _, err := Preset(bad); err == nil || !strings.Contains(err.Error(), "known: ecs, fortinet") {
+			t.Errorf("Preset(%q) = %v, want an error listing the presets", bad, err)
+		}
+	}
+	for _, n := range PresetNames() {
+		m, _ := Preset(n)
+		if err := m.Validate(); err != nil {
+			t.Errorf("preset %s: %v", n, err)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/beacongrid/beacongrid/fields"
 )
 
 // Getter reads one configuration key; a missing key reads as "". The
@@ -35,11 +37,12 @@ type Config struct {
 	MaxFuture   time.Duration // how far past the wall clock an event may lie
 	SpoolMax    int64         // bound on undelivered spool bytes
 	AlertBuffer int           // alerts held in memory while the spool is unwritable
+	Preset      string        // field mapping presets, comma-separated (fields.Preset); "" for fields.DefaultPreset
 }
 
 // Keys lists every configuration key the plugin reads (docs/configuration.md).
 var Keys = []string{"spool_dir", "model_file", "rules_file", "threshold", "max_memory",
-	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "instance_name"}
+	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "instance_name", "preset"}
 
 // ParseConfig reads and validates the configuration, returning every
 // problem at once.
@@ -68,6 +71,10 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 		}
 	}
 	c.RulesFile = strings.TrimSpace(g.Get("rules_file"))
+	c.Preset = strings.TrimSpace(g.Get("preset"))
+	if _, err := fields.Preset(c.Preset); err != nil {
+		errs = append(errs, fmt.Errorf("preset: %w", err))
+	}
 	if v := g.Get("threshold"); v != "" {
 		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil || f <= 0 || f > 1 {

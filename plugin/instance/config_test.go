@@ -41,6 +41,7 @@ func TestParseConfigBad(t *testing.T) {
 		{MapGetter{"spool_dir": "s", "score_every": "-1"}, "score_every"},
 		{MapGetter{"spool_dir": "s", "max_future": "soon"}, "max_future"},
 		{MapGetter{"spool_dir": "s", "model_file": "/nonexistent/model.txt"}, "model_file"},
+		{MapGetter{"spool_dir": "s", "preset": "cisco"}, `preset: fields: unknown preset "cisco"`},
 	} {
 		_, err := ParseConfig(tc.props, "x")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -78,7 +78,14 @@ func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 		}
 		in.rules.Store(rs)
 	}
-	in.keys = chunk.NewKeySet(rs.Mapping().Slots())
+	mapping, err := fields.Preset(cfg.Preset)
+	if err != nil {
+		return nil, err
+	}
+	if rs != nil { // the rules' keys first, then the preset's
+		mapping = fields.Merge(rs.Mapping(), mapping)
+	}
+	in.keys = chunk.NewKeySet(mapping.Slots())
 	store, err := cache.New(cache.Config{MaxBytes: cfg.MaxMemory, MaxFuture: cfg.MaxFuture})
 	if err != nil {
 		return nil, err
