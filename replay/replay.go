@@ -41,7 +41,23 @@ func NewMatcher(m fields.Mapping) Matcher {
 // time are passed in file order. badLine, if not nil, hears every line
 // error; reading continues after it.
 func Run(files []string, m Matcher, fn func(*fields.Event), badLine func(error)) (Stats, error) {
+	return RunExtra(files, m, nil, func(e *fields.Event, _ [][]byte) { fn(e) }, badLine)
+}
+
+// RunExtra is Run that also hands fn the values of the record keys named in
+// extra (nil when a record lacks one), in that order: for example the label
+// columns of a labelled capture. The values are valid only during the call.
+func RunExtra(files []string, m Matcher, extra []string, fn func(e *fields.Event, extra [][]byte), badLine func(error)) (Stats, error) {
 	st := Stats{Files: len(files)}
+	var ex map[string]int
+	if len(extra) > 0 {
+		ex = make(map[string]int, len(extra))
+		for i, k := range extra {
+			if _, dup := ex[k]; !dup {
+				ex[k] = i
+			}
+		}
+	}
 	h := &cursorHeap{}
 	for _, p := range files {
 		r, err := logread.Open(p)
@@ -49,7 +65,7 @@ func Run(files []string, m Matcher, fn func(*fields.Event), badLine func(error))
 			closeAll(*h)
 			return st, fmt.Errorf("replay: %w", err)
 		}
-		c := &cursor{r: r, m: m, st: &st, bad: badLine}
+		c := &cursor{r: r, m: m, st: &st, bad: badLine, ex: ex, extra: make([][]byte, len(extra)), exSpan: make([][2]int, len(extra))}
 		if err := c.advance(); err != nil {
 			closeAll(*h)
 			r.Close()
@@ -63,7 +79,7 @@ func Run(files []string, m Matcher, fn func(*fields.Event), badLine func(error))
 	}
 	for h.Len() > 0 {
 		c := (*h)[0]
-		fn(&c.ev)
+		fn(&c.ev, c.extra)
 		if err := c.advance(); err != nil {
 			closeAll(*h)
 			return st, err
@@ -87,6 +103,10 @@ type cursor struct {
 	ev  fields.Event
 	buf []byte
 	ok  bool
+	// Extra keys: index by key, values (slices of buf) and their spans.
+	ex     map[string]int
+	extra  [][]byte
+	exSpan [][2]int
 }
 
 func (c *cursor) advance() error {
@@ -96,7 +116,17 @@ func (c *cursor) advance() error {
 		type span struct{ slot, lo, hi int }
 		var spans [fields.NumSlots]span
 		n := 0
+		for i := range c.exSpan {
+			c.exSpan[i] = [2]int{-1, -1}
+		}
 		ok, err := c.r.Next(func(k, v []byte) {
+			if c.ex != nil {
+				if i, found := c.ex[string(k)]; found {
+					lo := len(c.buf)
+					c.buf = append(c.buf, v...)
+					c.exSpan[i] = [2]int{lo, len(c.buf)}
+				}
+			}
 			sr, found := c.m[string(k)]
 			if !found || !c.ev.Claim(sr[0], sr[1]) {
 				return
@@ -135,6 +165,12 @@ func (c *cursor) advance() error {
 		for _, s := range spans[:n] {
 			if err := c.ev.SetText(s.slot, c.buf[s.lo:s.hi:s.hi]); err != nil {
 				c.st.BadField++
+			}
+		}
+		for i, sp := range c.exSpan {
+			c.extra[i] = nil
+			if sp[0] >= 0 {
+				c.extra[i] = c.buf[sp[0]:sp[1]:sp[1]]
 			}
 		}
 		c.ok = true
