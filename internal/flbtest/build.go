@@ -121,6 +121,12 @@ func BuildHost(t testing.TB) string {
 // relative to the repository root such as "./build/flbhost/probe") with
 // -buildmode=c-shared into dir/name and returns the .so path.
 func BuildPluginTo(dir, pkg, name string) (string, error) {
+	return BuildPluginFlagsTo(dir, pkg, name)
+}
+
+// BuildPluginFlagsTo is BuildPluginTo with extra go build flags, such as
+// "-tags=beacongrid_debug".
+func BuildPluginFlagsTo(dir, pkg, name string, flags ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -134,7 +140,8 @@ func BuildPluginTo(dir, pkg, name string) (string, error) {
 		goBin = filepath.Join(goroot, "bin", "go")
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command(goBin, "build", "-buildmode=c-shared", "-o", out, pkg)
+	args := append([]string{"build", "-buildmode=c-shared"}, flags...)
+	cmd := exec.Command(goBin, append(args, "-o", out, pkg)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	var output bytes.Buffer

@@ -184,6 +184,9 @@ func setField(e *fields.Event, slot int, v *chunk.Value) error {
 	}
 }
 
+// Log returns the instance's logger.
+func (in *Instance) Log() *Logger { return in.log }
+
 // Stats returns the instance's counters.
 func (in *Instance) Stats() Stats {
 	return Stats{
@@ -212,14 +215,19 @@ type Logger struct {
 	mu   sync.Mutex
 }
 
-// NewLogger returns a logger for instance name.
+// NewLogger returns a logger for instance name ("" for the plugin as a
+// whole).
 func NewLogger(name string) *Logger { return &Logger{name: name} }
 
 func (l *Logger) printf(level, format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(os.Stderr, "[%s] [%5s] [output:beacongrid:%s] %s\n",
-		time.Now().Format("2006/01/02 15:04:05"), level, l.name, fmt.Sprintf(format, a...))
+	scope := "output:beacongrid"
+	if l.name != "" {
+		scope += ":" + l.name
+	}
+	fmt.Fprintf(os.Stderr, "[%s] [%5s] [%s] %s\n",
+		time.Now().Format("2006/01/02 15:04:05"), level, scope, fmt.Sprintf(format, a...))
 }
 
 // Info logs at info level.
