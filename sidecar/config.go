@@ -31,6 +31,22 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultMinBackoff     = 500 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	DefaultRetention      = 90 * 24 * time.Hour
+	DefaultIOCReload      = 10 * time.Second
+	DefaultWorkers        = 2
+)
+
+// Targets (Config.Target): where alerts are stored.
+const (
+	TargetAuto       = "auto"        // a data stream when the cluster supports it, else an index
+	TargetIndex      = "index"       // always a plain index
+	TargetDataStream = "data-stream" // always a data stream; Setup fails without the API
+)
+
+// Modes (ESIndexer.Mode): what Setup chose.
+const (
+	ModeIndex      = "index"
+	ModeDataStream = "data_stream"
 )
 
 const redacted = "[REDACTED]"
@@ -46,9 +62,14 @@ type Config struct {
 	// Addresses are the Elasticsearch base URLs, http or https, without
 	// credentials (required).
 	Addresses []string
-	// Index is the target index, and the name and pattern of the index
-	// template installed at start.
+	// Index is the target index or data stream, and the name and pattern of
+	// the index template (and ILM policy) installed at start.
 	Index string
+	// Target is TargetAuto (default), TargetIndex or TargetDataStream.
+	Target string
+	// Retention is how long the ILM policy keeps an index after rollover
+	// (data streams with ILM only).
+	Retention time.Duration
 
 	// APIKey (base64 "id:key") takes the place of Username/Password; at most
 	// one of the two kinds may be set.
@@ -61,6 +82,10 @@ type Config struct {
 
 	// BatchSize is the most spool lines sent in one bulk request.
 	BatchSize int
+	// Workers is how many bulk requests may be in flight at once. The spool
+	// position is still committed in order: a batch's lines are committed
+	// only once it and every batch before it are delivered.
+	Workers int
 	// FlushInterval is the longest a partial batch waits for more lines
 	// before it is sent.
 	FlushInterval time.Duration
@@ -72,6 +97,16 @@ type Config struct {
 	// doubles from MinBackoff up to MaxBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+
+	// InventoryFile is an asset inventory (CSV or JSON, see LoadInventory)
+	// used to add host.* to alerts by source IP; "" for none.
+	InventoryFile string
+	// IOCFiles are threat-intelligence indicator lists (see LoadIOCs)
+	// matched against the destination; reloaded when they change.
+	IOCFiles []string
+	// IOCReload is how often the IOC files (and the inventory) are checked
+	// for changes.
+	IOCReload time.Duration
 
 	// Listen is the address of the /metrics, /healthz, /readyz server; ""
 	// disables it.
@@ -85,6 +120,10 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Index:          DefaultIndex,
+		Target:         TargetAuto,
+		Retention:      DefaultRetention,
+		Workers:        DefaultWorkers,
+		IOCReload:      DefaultIOCReload,
 		Listen:         DefaultListen,
 		BatchSize:      DefaultBatchSize,
 		FlushInterval:  DefaultFlushInterval,
@@ -237,6 +276,14 @@ func (c Config) Validate() error {
 	if (c.Username == "") != (c.Password == "") {
 		add("username and password must be set together")
 	}
+	switch c.Target {
+	case TargetAuto, TargetIndex, TargetDataStream:
+	default:
+		add("target must be %s, %s or %s, got %q", TargetAuto, TargetIndex, TargetDataStream, c.Target)
+	}
+	if c.Workers < 1 || c.Workers > 64 {
+		add("workers must be 1..64, got %d", c.Workers)
+	}
 	if c.BatchSize < 1 {
 		add("batch size must be at least 1, got %d", c.BatchSize)
 	}
@@ -249,6 +296,8 @@ func (c Config) Validate() error {
 		{"request timeout", c.RequestTimeout},
 		{"min backoff", c.MinBackoff},
 		{"max backoff", c.MaxBackoff},
+		{"retention", c.Retention},
+		{"IOC reload interval", c.IOCReload},
 	} {
 		if d.v <= 0 {
 			add("%s must be positive, got %s", d.name, d.v)
@@ -300,11 +349,12 @@ func secret(s string) string {
 
 // String describes c with secrets redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("spool=%s es=%s index=%s auth=%s username=%s api_key=%s password=%s ca_file=%s "+
-		"batch=%d flush=%s poll=%s timeout=%s backoff=%s..%s listen=%s web_token=%s",
-		c.SpoolDir, strings.Join(c.Addresses, ","), c.Index, c.auth(), c.Username,
-		secret(c.APIKey), secret(c.Password), c.CAFile, c.BatchSize, c.FlushInterval,
-		c.PollInterval, c.RequestTimeout, c.MinBackoff, c.MaxBackoff, c.Listen, secret(c.WebToken))
+	return fmt.Sprintf("spool=%s es=%s index=%s target=%s retention=%s auth=%s username=%s api_key=%s password=%s ca_file=%s "+
+		"batch=%d workers=%d flush=%s poll=%s timeout=%s backoff=%s..%s inventory=%s ioc=%s listen=%s web_token=%s",
+		c.SpoolDir, strings.Join(c.Addresses, ","), c.Index, c.Target, c.Retention, c.auth(), c.Username,
+		secret(c.APIKey), secret(c.Password), c.CAFile, c.BatchSize, c.Workers, c.FlushInterval,
+		c.PollInterval, c.RequestTimeout, c.MinBackoff, c.MaxBackoff, c.InventoryFile,
+		strings.Join(c.IOCFiles, ","), c.Listen, secret(c.WebToken))
 }
 
 // LogValue implements slog.LogValuer with secrets redacted.
@@ -313,12 +363,17 @@ func (c Config) LogValue() slog.Value {
 		slog.String("spool", c.SpoolDir),
 		slog.Any("es", c.Addresses),
 		slog.String("index", c.Index),
+		slog.String("target", c.Target),
+		slog.String("retention", c.Retention.String()),
 		slog.String("auth", c.auth()),
 		slog.String("username", c.Username),
 		slog.String("api_key", secret(c.APIKey)),
 		slog.String("password", secret(c.Password)),
 		slog.String("ca_file", c.CAFile),
 		slog.Int("batch", c.BatchSize),
+		slog.Int("workers", c.Workers),
+		slog.String("inventory", c.InventoryFile),
+		slog.Any("ioc", c.IOCFiles),
 		slog.String("flush", c.FlushInterval.String()),
 		slog.String("poll", c.PollInterval.String()),
 		slog.String("timeout", c.RequestTimeout.String()),

@@ -1,13 +1,10 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,19 +33,25 @@ type Options struct {
 	Logger  *slog.Logger // default: slog.Default()
 	Metrics *Metrics     // default: unregistered metrics
 	Recent  *Recent      // default: none; receives every delivered alert
+	// Enricher, when set, adds context to every alert (see Enricher); when
+	// nil lines are only checked.
+	Enricher *Enricher
 }
 
 // Deliverer moves alerts from a spool to an Indexer. Run or Drain it from
 // one goroutine at a time; Ready may be called from any goroutine.
 type Deliverer struct {
-	cfg     Config
-	sp      SpoolReader
-	idx     Indexer
-	m       *Metrics
-	recent  *Recent
-	log     *slog.Logger
-	backoff backoff
-	now     func() time.Time
+	cfg      Config
+	sp       SpoolReader
+	idx      Indexer
+	m        *Metrics
+	recent   *Recent
+	enricher *Enricher
+	log      *slog.Logger
+	backoff  backoff
+	now      func() time.Time
+
+	spMu sync.Mutex // sp is used by the reading loop and the committer
 
 	mu       sync.Mutex
 	setUp    bool
@@ -66,7 +69,7 @@ func NewDeliverer(cfg Config, sp SpoolReader, idx Indexer, o Options) *Deliverer
 		o.Metrics, _ = NewMetrics(prometheus.NewRegistry(), cfg.SpoolDir)
 	}
 	return &Deliverer{
-		cfg: cfg, sp: sp, idx: idx, m: o.Metrics, log: o.Logger, recent: o.Recent,
+		cfg: cfg, sp: sp, idx: idx, m: o.Metrics, log: o.Logger, recent: o.Recent, enricher: o.Enricher,
 		backoff: backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
 		now:     time.Now,
 	}
@@ -117,22 +120,74 @@ func (d *Deliverer) run(ctx context.Context, once bool) error {
 	if err := d.setup(ctx); err != nil {
 		return err
 	}
-	for {
+	workers := max(d.cfg.Workers, 1)
+	// Up to workers batches are in flight; the committer takes them in
+	// read order and commits each once it and all before it succeeded.
+	slots := make(chan struct{}, workers)
+	order := make(chan *job, workers)
+	committed := make(chan error, 1)
+	go func() { committed <- d.committer(order, slots) }()
+	var stop error
+	for stop == nil {
 		batch, readErr := d.nextBatch(ctx, once)
 		if len(batch) > 0 {
-			if err := d.deliver(ctx, batch); err != nil {
-				return err
+			select {
+			case slots <- struct{}{}:
+			case err := <-committed:
+				// The committer stopped early: a batch could not be
+				// delivered (shutdown during retries).
+				committed <- err
+				stop = ErrInterrupted
+				continue
 			}
+			j := &job{batch: batch, done: make(chan error, 1)}
+			order <- j
+			go func() { j.done <- d.deliver(ctx, j) }()
 		}
 		switch {
 		case readErr != nil:
-			return readErr
+			stop = readErr
 		case ctx.Err() != nil:
-			return ErrInterrupted
+			stop = ErrInterrupted
 		case once && len(batch) == 0:
-			return nil
+			stop = errDrained
 		}
 	}
+	close(order)
+	if err := <-committed; err != nil {
+		return err
+	}
+	if stop == errDrained {
+		return nil
+	}
+	return stop
+}
+
+var errDrained = errors.New("drained")
+
+// job is one batch on its way to Elasticsearch.
+type job struct {
+	batch []spool.Record
+	docs  []Document // delivered documents, for Recent
+	done  chan error
+}
+
+// committer commits jobs in order. After a job fails it commits nothing
+// more, waits for the jobs still in flight and returns that job's error.
+func (d *Deliverer) committer(order <-chan *job, slots <-chan struct{}) error {
+	var failed error
+	for j := range order {
+		err := <-j.done
+		if failed == nil && err != nil {
+			failed = err
+		}
+		if failed == nil {
+			d.commit(j.batch[len(j.batch)-1].End, len(j.batch))
+			d.recent.Add(j.docs)
+		}
+		<-slots
+	}
+	return failed
 }
 
 // setup calls Indexer.Setup until it succeeds, retrying transient errors.
@@ -141,7 +196,12 @@ func (d *Deliverer) setup(ctx context.Context) error {
 		err := d.withTimeout(ctx, d.idx.Setup)
 		if err == nil {
 			d.setState(true, nil)
-			d.log.Info("index ready", "index", d.cfg.Index)
+			if m, ok := d.idx.(interface{ Mode() (string, bool) }); ok {
+				mode, ilm := m.Mode()
+				d.log.Info("index ready", "index", d.cfg.Index, "mode", mode, "ilm", ilm)
+			} else {
+				d.log.Info("index ready", "index", d.cfg.Index)
+			}
 			return nil
 		}
 		d.setState(false, err)
@@ -178,7 +238,9 @@ func (d *Deliverer) nextBatch(ctx context.Context, once bool) ([]spool.Record, e
 	var first time.Time
 	failures := 0
 	for {
+		d.spMu.Lock()
 		recs, err := d.sp.Next(d.cfg.BatchSize - len(batch))
+		d.spMu.Unlock()
 		d.countTornTails()
 		if len(recs) > 0 {
 			if len(batch) == 0 {
@@ -239,11 +301,11 @@ type pending struct {
 	end spool.Position
 }
 
-// deliver indexes batch until every line is indexed or dead-lettered, then
-// commits. It returns ErrInterrupted, without committing, when ctx is
+// deliver indexes j.batch until every line is indexed or dead-lettered;
+// the committer then commits it. It returns ErrInterrupted when ctx is
 // cancelled while lines still need a retry.
-func (d *Deliverer) deliver(ctx context.Context, batch []spool.Record) error {
-	todo, dead := d.prepare(batch)
+func (d *Deliverer) deliver(ctx context.Context, j *job) error {
+	todo, dead := d.prepare(j.batch)
 	all := todo
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt > 0 {
@@ -264,9 +326,8 @@ func (d *Deliverer) deliver(ctx context.Context, batch []spool.Record) error {
 	if err := d.writeDeadLetters(ctx, dead); err != nil {
 		return err
 	}
-	d.commit(batch[len(batch)-1].End, len(batch))
 	if d.recent != nil {
-		d.recent.Add(delivered(all, dead))
+		j.docs = delivered(all, dead)
 	}
 	return nil
 }
@@ -287,12 +348,24 @@ func delivered(all []pending, dead []DeadLetter) []Document {
 	return out
 }
 
+func (d *Deliverer) countEnrichment(w Enrichment) {
+	if w.Host {
+		d.m.Enriched.WithLabelValues("host").Inc()
+	}
+	if w.Threat {
+		d.m.Enriched.WithLabelValues("threat").Inc()
+	}
+	if w.Sighting {
+		d.m.Enriched.WithLabelValues("sighting").Inc()
+	}
+}
+
 // prepare splits batch into documents and dead letters for malformed lines.
 func (d *Deliverer) prepare(batch []spool.Record) ([]pending, []DeadLetter) {
 	todo := make([]pending, 0, len(batch))
 	var dead []DeadLetter
 	for _, r := range batch {
-		id, err := documentID(r.Line)
+		id, doc, what, err := d.enricher.Enrich(r.Line)
 		if err != nil {
 			dead = append(dead, DeadLetter{
 				Time: d.now().UTC(), Reason: ReasonMalformed, Error: err.Error(),
@@ -300,7 +373,8 @@ func (d *Deliverer) prepare(batch []spool.Record) ([]pending, []DeadLetter) {
 			})
 			continue
 		}
-		todo = append(todo, pending{doc: Document{ID: id, Source: r.Line}, end: r.End})
+		d.countEnrichment(what)
+		todo = append(todo, pending{doc: Document{ID: id, Source: doc}, end: r.End})
 	}
 	return todo, dead
 }
@@ -308,35 +382,8 @@ func (d *Deliverer) prepare(batch []spool.Record) ([]pending, []DeadLetter) {
 // documentID returns the event.id of a spool line, or why the line cannot
 // be a document.
 func documentID(line []byte) (string, error) {
-	trimmed := bytes.TrimSpace(line)
-	if !json.Valid(trimmed) {
-		return "", errors.New("not valid JSON")
-	}
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return "", errors.New("not a JSON object")
-	}
-	var head struct {
-		Event *struct {
-			ID json.RawMessage `json:"id"`
-		} `json:"event"`
-	}
-	if err := json.Unmarshal(trimmed, &head); err != nil {
-		return "", fmt.Errorf("unexpected shape: %v", err)
-	}
-	if head.Event == nil || len(head.Event.ID) == 0 {
-		return "", errors.New("no event.id")
-	}
-	var id string
-	if err := json.Unmarshal(head.Event.ID, &id); err != nil {
-		return "", errors.New("event.id is not a string")
-	}
-	switch {
-	case strings.TrimSpace(id) == "":
-		return "", errors.New("event.id is empty")
-	case len(id) > maxIDLen:
-		return "", fmt.Errorf("event.id is longer than %d bytes", maxIDLen)
-	}
-	return id, nil
+	id, _, _, err := (*Enricher)(nil).Enrich(line)
+	return id, err
 }
 
 // attempt sends todo once. It returns the documents to retry and dead
@@ -348,6 +395,8 @@ func (d *Deliverer) attempt(ctx context.Context, todo []pending) ([]pending, []D
 	}
 	var results []ItemResult
 	start := d.now()
+	d.m.InFlight.Inc()
+	defer d.m.InFlight.Dec()
 	err := d.withTimeout(ctx, func(rctx context.Context) error {
 		var err error
 		results, err = d.idx.Bulk(rctx, docs)
@@ -374,6 +423,9 @@ func (d *Deliverer) classify(todo []pending, results []ItemResult) ([]pending, [
 		switch {
 		case r.OK():
 			indexed++
+			if r.Duplicate {
+				d.m.Duplicates.Inc()
+			}
 		case r.Permanent():
 			d.m.Failed.WithLabelValues("permanent").Inc()
 			d.log.Error("alert rejected by elasticsearch; dead-lettered", "id", p.doc.ID,
@@ -428,7 +480,10 @@ func (d *Deliverer) writeDeadLetters(ctx context.Context, dead []DeadLetter) err
 // not retried: the next commit covers these lines too, and until then a
 // restart re-delivers them, which ids make harmless.
 func (d *Deliverer) commit(end spool.Position, lines int) {
-	if err := d.sp.Commit(end); err != nil {
+	d.spMu.Lock()
+	err := d.sp.Commit(end)
+	d.spMu.Unlock()
+	if err != nil {
 		d.m.Errors.WithLabelValues("commit").Inc()
 		d.log.Error("cannot commit spool position; lines will be re-sent after a restart",
 			"position", end, "err", err)

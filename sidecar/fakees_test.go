@@ -43,10 +43,17 @@ type fakeES struct {
 	templateStatus int
 	// onBulk, if set, runs at the start of every bulk request.
 	onBulk func(call int)
+	// modern makes the fake answer like a full distribution: the data
+	// stream and ILM APIs exist. Otherwise it answers them like Elastic's
+	// integ-test distribution (400 "no handler found").
+	modern      bool
+	dataStreams map[string]bool
+	policies    map[string][]byte
 }
 
 func newFakeES(t testing.TB) *fakeES {
-	f := &fakeES{t: t, docs: map[string]json.RawMessage{}, templates: map[string][]byte{}, indices: map[string]bool{}, auth: map[string]bool{}}
+	f := &fakeES{t: t, docs: map[string]json.RawMessage{}, templates: map[string][]byte{}, indices: map[string]bool{}, auth: map[string]bool{},
+		dataStreams: map[string]bool{}, policies: map[string][]byte{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -55,7 +62,8 @@ func newFakeES(t testing.TB) *fakeES {
 // newFakeESTLS is newFakeES over https; it returns the PEM of the server's
 // self-signed certificate, to be trusted through Config.CAFile.
 func newFakeESTLS(t testing.TB) (*fakeES, []byte) {
-	f := &fakeES{t: t, docs: map[string]json.RawMessage{}, templates: map[string][]byte{}, indices: map[string]bool{}, auth: map[string]bool{}}
+	f := &fakeES{t: t, docs: map[string]json.RawMessage{}, templates: map[string][]byte{}, indices: map[string]bool{}, auth: map[string]bool{},
+		dataStreams: map[string]bool{}, policies: map[string][]byte{}}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the untrusted handshake is expected
 	f.srv.StartTLS()
@@ -79,12 +87,44 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPut && len(parts) == 2 && parts[0] == "_index_template":
 		f.putTemplate(w, parts[1], body)
+	case f.modern && len(parts) == 2 && parts[0] == "_data_stream":
+		f.dataStream(w, r.Method, parts[1])
+	case f.modern && r.Method == http.MethodPut && len(parts) == 3 && parts[0] == "_ilm" && parts[1] == "policy":
+		f.set(func(f *fakeES) { f.policies[parts[2]] = body })
+		writeJSON(w, 200, map[string]any{"acknowledged": true})
+	case r.Method == http.MethodHead && len(parts) == 1:
+		f.mu.Lock()
+		ok := f.indices[parts[0]]
+		f.mu.Unlock()
+		if ok {
+			w.WriteHeader(200)
+		} else {
+			w.WriteHeader(404)
+		}
 	case r.Method == http.MethodPut && len(parts) == 1:
 		f.createIndex(w, parts[0])
 	case r.Method == http.MethodPost && len(parts) == 2 && parts[1] == "_bulk":
 		f.bulk(w, body)
 	default:
-		writeJSON(w, 404, esError("not_found", r.Method+" "+r.URL.Path, 404))
+		writeJSON(w, 400, map[string]any{"error": "no handler found for uri [" + r.URL.Path + "] and method [" + r.Method + "]"})
+	}
+}
+
+func (f *fakeES) dataStream(w http.ResponseWriter, method, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case method == http.MethodGet && f.dataStreams[name]:
+		writeJSON(w, 200, map[string]any{"data_streams": []any{map[string]any{"name": name}}})
+	case method == http.MethodGet:
+		writeJSON(w, 404, esError("index_not_found_exception", "no such index ["+name+"]", 404))
+	case method == http.MethodPut && (f.dataStreams[name] || f.indices[name]):
+		writeJSON(w, 400, esError("resource_already_exists_exception", "data_stream ["+name+"] already exists", 400))
+	case method == http.MethodPut:
+		f.dataStreams[name] = true
+		writeJSON(w, 200, map[string]any{"acknowledged": true})
+	default:
+		writeJSON(w, 405, map[string]any{"error": "bad method", "status": 405})
 	}
 }
 
@@ -156,6 +196,9 @@ func (f *fakeES) bulk(w http.ResponseWriter, body []byte) {
 	hasErr := false
 	for i, op := range ops {
 		st := f.status(call, op)
+		if _, exists := f.docs[op.id]; op.create && exists && st < 300 {
+			st = 409
+		}
 		item := map[string]any{"_id": op.id, "status": st}
 		if st >= 300 {
 			hasErr = true
@@ -164,7 +207,11 @@ func (f *fakeES) bulk(w http.ResponseWriter, body []byte) {
 			f.docs[op.id] = op.source
 			f.indexOps++
 		}
-		items[i] = map[string]any{"index": item}
+		name := "index"
+		if op.create {
+			name = "create"
+		}
+		items[i] = map[string]any{name: item}
 	}
 	writeJSON(w, 200, map[string]any{"errors": hasErr, "items": items})
 }
@@ -198,6 +245,7 @@ func errType(status int) string {
 }
 
 type bulkOp struct {
+	create bool
 	id     string
 	source json.RawMessage
 }
@@ -207,18 +255,24 @@ func parseBulk(body []byte) ([]bulkOp, error) {
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	var ops []bulkOp
 	for sc.Scan() {
-		var action struct {
-			Index *struct {
-				ID string `json:"_id"`
-			} `json:"index"`
+		type meta struct {
+			ID string `json:"_id"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || action.Index == nil {
+		var action struct {
+			Index  *meta `json:"index"`
+			Create *meta `json:"create"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || (action.Index == nil) == (action.Create == nil) {
 			return nil, fmt.Errorf("bad action line %q", sc.Text())
+		}
+		create := action.Create != nil
+		if create {
+			action.Index = action.Create
 		}
 		if !sc.Scan() {
 			return nil, fmt.Errorf("action without source")
 		}
-		ops = append(ops, bulkOp{id: action.Index.ID, source: append(json.RawMessage(nil), sc.Bytes()...)})
+		ops = append(ops, bulkOp{create: create, id: action.Index.ID, source: append(json.RawMessage(nil), sc.Bytes()...)})
 	}
 	return ops, sc.Err()
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"time"
 
 	"github.com/beacongrid/beacongrid/spool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +38,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, once bool) (err erro
 	if err != nil {
 		return err
 	}
+	sightingsPath := filepath.Join(cfg.SpoolDir, sightingsFile)
+	sightings, err := LoadSightings(sightingsPath)
+	if err != nil {
+		return err
+	}
+	enricher, reloader, err := NewReloader(cfg.InventoryFile, cfg.IOCFiles, sightings, m, log)
+	if err != nil {
+		return err
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		background(bg, cfg.IOCReload, reloader, sightings, sightingsPath, log)
+	}()
+	defer func() {
+		stopBG()
+		<-bgDone
+		if serr := sightings.Save(sightingsPath); serr != nil {
+			log.Error("cannot save sightings", "err", serr)
+		}
+	}()
 	recent := NewRecent(DefaultRecent)
-	d := NewDeliverer(cfg, reader, idx, Options{Logger: log, Metrics: m, Recent: recent})
+	d := NewDeliverer(cfg, reader, idx, Options{Logger: log, Metrics: m, Recent: recent, Enricher: enricher})
 	if cfg.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/", Handler(reg, d.Ready))
@@ -55,7 +79,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, once bool) (err erro
 		err = d.Run(ctx)
 	}
 	if err == nil {
-		log.Info("sidecar stopped", "position", reader.Position())
+		mode, ilm := idx.Mode()
+		log.Info("sidecar stopped", "position", reader.Position(), "mode", mode, "ilm", ilm)
 	}
 	return err
+}
+
+// background reloads changed enrichment files every reload interval and
+// saves the sightings every sightingsSaveInterval, until ctx is done.
+func background(ctx context.Context, reload time.Duration, r *Reloader, s *Sightings, path string, log *slog.Logger) {
+	tick := time.NewTicker(reload)
+	defer tick.Stop()
+	lastSave := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.Check()
+		if time.Since(lastSave) >= sightingsSaveInterval {
+			lastSave = time.Now()
+			if err := s.Save(path); err != nil {
+				log.Error("cannot save sightings", "err", err)
+			}
+		}
+	}
 }

@@ -129,7 +129,7 @@ func TestMatrixStoredNotIndexed(t *testing.T) {
 }
 
 func TestIndexTemplateUsesIndexName(t *testing.T) {
-	body, err := IndexTemplate("soc-beacons")
+	body, err := IndexTemplate("soc-beacons", TemplateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 const (
@@ -40,7 +41,19 @@ const (
 	segSuffix      = ".jsonl"
 	checkpointName = "checkpoint.json"
 	lockName       = "writer.lock"
+	// FullMarker is the file, in the spool directory, that exists while
+	// the backlog is full: the writer creates it when Append returns ErrFull
+	// and removes it at the next successful Append. It holds the time the
+	// backlog filled and how many appends were refused since, as JSON, so
+	// the reader side (the sidecar's metrics) sees back-pressure.
+	FullMarker = "backlog-full.json"
 )
+
+// FullState is the content of FullMarker.
+type FullState struct {
+	Since   string `json:"since"`   // RFC 3339
+	Refused int64  `json:"refused"` // Append calls refused with ErrFull
+}
 
 // ErrFull is returned by Append when the spool holds MaxBytes already.
 var ErrFull = errors.New("spool: backlog is full")
@@ -50,7 +63,7 @@ type WriterConfig struct {
 	// Dir is the spool directory; it is created (0750) if missing.
 	Dir string
 	// SegmentBytes is the size after which a new segment is started.
-	// Default 8 MiB.
+	// Default 8 MiB; at most MaxBytes/4.
 	SegmentBytes int64
 	// MaxBytes bounds the bytes held in undelivered segments; Append returns
 	// ErrFull beyond it. 0 means 1 GiB.
@@ -67,6 +80,9 @@ type Writer struct {
 	f    *os.File
 	seq  uint64
 	size int64
+
+	full FullState // Refused > 0 while the backlog is full
+	now  func() time.Time
 }
 
 // OpenWriter opens dir for appending, starting a new segment.
@@ -79,6 +95,12 @@ func OpenWriter(cfg WriterConfig) (*Writer, error) {
 	}
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = 1 << 30
+	}
+	// A full backlog frees space only as the reader deletes sealed,
+	// delivered segments; the newest segment is never deleted. So a full
+	// backlog must span several segments.
+	if cfg.SegmentBytes > cfg.MaxBytes/4 {
+		cfg.SegmentBytes = max(cfg.MaxBytes/4, 1)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -96,7 +118,7 @@ func OpenWriter(cfg WriterConfig) (*Writer, error) {
 		lf.Close()
 		return nil, err
 	}
-	w := &Writer{cfg: cfg, lock: lf}
+	w := &Writer{cfg: cfg, lock: lf, now: time.Now}
 	if n := len(segs); n > 0 {
 		w.seq = segs[n-1]
 	}
@@ -142,6 +164,7 @@ func (w *Writer) Append(lines ...[]byte) error {
 		n += int64(len(l)) + 1
 	}
 	if held, err := dirBytes(w.cfg.Dir); err == nil && held+n > w.cfg.MaxBytes {
+		w.markFull()
 		return ErrFull
 	}
 	if w.size > 0 && w.size+n > w.cfg.SegmentBytes {
@@ -163,7 +186,39 @@ func (w *Writer) Append(lines ...[]byte) error {
 			return fmt.Errorf("spool: %w", err)
 		}
 	}
+	if w.full.Refused > 0 {
+		w.full = FullState{}
+		os.Remove(filepath.Join(w.cfg.Dir, FullMarker))
+	}
 	return nil
+}
+
+// markFull records a refused Append in FullMarker (best effort: the marker
+// is for monitoring; ErrFull is the signal that matters).
+func (w *Writer) markFull() {
+	if w.full.Refused == 0 {
+		w.full.Since = w.now().UTC().Format(time.RFC3339)
+	}
+	w.full.Refused++
+	b, _ := json.Marshal(w.full)
+	tmp := filepath.Join(w.cfg.Dir, FullMarker+".tmp")
+	if os.WriteFile(tmp, b, 0o640) == nil {
+		os.Rename(tmp, filepath.Join(w.cfg.Dir, FullMarker))
+	}
+}
+
+// Full reads FullMarker in dir: whether the writer found the backlog full
+// at its last Append, and since when and how often.
+func Full(dir string) (FullState, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, FullMarker))
+	if err != nil {
+		return FullState{}, false
+	}
+	var st FullState
+	if json.Unmarshal(b, &st) != nil {
+		return FullState{}, false
+	}
+	return st, true
 }
 
 // Close closes the current segment and releases the directory lock.
@@ -217,7 +272,7 @@ func OpenReader(dir string) (*Reader, error) {
 	return r, nil
 }
 
-// Checkpointed returns the position read from the checkpoint file or last committed.
+// Position returns the next unread position.
 func (r *Reader) Position() Position { return r.pos }
 
 // TornTails returns how many torn segment tails were skipped.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func lines(recs []Record) []string {
@@ -113,7 +114,7 @@ func TestUnsealedPartialLineWaits(t *testing.T) {
 
 func TestBacklogBound(t *testing.T) {
 	dir := t.TempDir()
-	w, _ := OpenWriter(WriterConfig{Dir: dir, MaxBytes: 100, NoSync: true})
+	w, _ := OpenWriter(WriterConfig{Dir: dir, MaxBytes: 100, SegmentBytes: 30, NoSync: true})
 	defer w.Close()
 	var err error
 	for i := 0; i < 50 && err == nil; i++ {
@@ -121,6 +122,31 @@ func TestBacklogBound(t *testing.T) {
 	}
 	if err != ErrFull {
 		t.Fatalf("got %v, want ErrFull", err)
+	}
+	// The refusal is immediate (no wait for space) and visible to the reader
+	// side through the marker, with a count of refused appends.
+	start := time.Now()
+	if err := w.Append([]byte(`{"x":1}`)); err != ErrFull {
+		t.Fatalf("second append: %v", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("refused append took %s", d)
+	}
+	st, full := Full(dir)
+	if !full || st.Refused != 2 || st.Since == "" {
+		t.Fatalf("Full = %+v, %v; want 2 refusals", st, full)
+	}
+	// Delivering frees space; the next append succeeds and clears the mark.
+	r, _ := OpenReader(dir)
+	recs, _ := r.Next(100)
+	if err := r.Commit(recs[len(recs)-1].End); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]byte(`{"x":2}`)); err != nil {
+		t.Fatalf("append after delivery: %v", err)
+	}
+	if _, full := Full(dir); full {
+		t.Fatal("marker not cleared by a successful append")
 	}
 }
 

@@ -42,8 +42,14 @@ Credentials come from the environment only:
   or the same names with _FILE naming a file that holds the value.
 Addresses come from --es or ` + sidecar.EnvURL + ` (comma-separated).
 
-It serves /metrics, /healthz and /readyz on --listen. SIGINT or SIGTERM stops
-it after the batch in flight.`,
+Enrichment: host.* from --inventory by source.ip, threat.* from --ioc lists
+(reloaded when the files change), and beacongrid.* (first time this collector
+alerted on the destination and the flow, and how many sources alerted on the
+destination; kept in <spool>/sightings.json).
+
+It serves /metrics, /healthz and /readyz on --listen (loopback by default),
+and the alerts page at /ui/ when ` + sidecar.EnvWebToken + ` (or _FILE) sets its token.
+SIGINT or SIGTERM stops it after the batches in flight.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSidecar(cmd, f)
@@ -56,7 +62,13 @@ it after the batch in flight.`,
 	fl.StringVar(&f.cfg.Listen, "listen", f.cfg.Listen, "`address` for /metrics, /healthz, /readyz; empty disables (with --once: off unless set)")
 	fl.BoolVar(&f.once, "once", false, "deliver everything in the spool, then exit")
 	fl.StringVar(&f.cfg.CAFile, "ca-file", "", "PEM `file` of CA certificates for https Elasticsearch")
+	fl.StringVar(&f.cfg.Target, "target", f.cfg.Target, "where alerts go: auto (a data stream, with an ILM policy, when the cluster supports them, else an index), index or data-stream")
+	fl.DurationVar(&f.cfg.Retention, "retention", f.cfg.Retention, "how long the ILM policy keeps an index after rollover (data streams with ILM)")
 	fl.IntVar(&f.cfg.BatchSize, "batch-size", f.cfg.BatchSize, "most alerts per bulk request")
+	fl.IntVar(&f.cfg.Workers, "workers", f.cfg.Workers, "bulk requests in flight at once (the spool position is still committed in order)")
+	fl.StringVar(&f.cfg.InventoryFile, "inventory", "", "asset inventory `file` (CSV with header ip,hostname,owner,criticality, or a JSON array of such objects); adds host.* by source.ip")
+	fl.StringArrayVar(&f.cfg.IOCFiles, "ioc", nil, "threat-intelligence indicator list `file` (one IP, CIDR or domain per line); repeat for several; adds threat.* on a destination match")
+	fl.DurationVar(&f.cfg.IOCReload, "reload-interval", f.cfg.IOCReload, "how often the inventory and IOC files are checked for changes")
 	fl.DurationVar(&f.cfg.FlushInterval, "flush-interval", f.cfg.FlushInterval, "longest wait to fill a batch")
 	fl.DurationVar(&f.cfg.PollInterval, "poll-interval", f.cfg.PollInterval, "how often an idle spool is read")
 	fl.DurationVar(&f.cfg.RequestTimeout, "request-timeout", f.cfg.RequestTimeout, "timeout of one request to Elasticsearch")

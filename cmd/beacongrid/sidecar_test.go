@@ -37,6 +37,16 @@ func miniES(t *testing.T) (*httptest.Server, func() int) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Elastic-Product", "Elasticsearch")
 		w.Header().Set("Content-Type", "application/json")
+		if strings.HasPrefix(r.URL.Path, "/_data_stream/") || strings.HasPrefix(r.URL.Path, "/_ilm/") {
+			// Like Elastic's integ-test distribution: no such API.
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error":"no handler found for uri [%s] and method [%s]"}`, r.URL.Path, r.Method)
+			return
+		}
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
 		if !strings.HasSuffix(r.URL.Path, "/_bulk") {
 			fmt.Fprint(w, `{"acknowledged":true}`)
 			return
