@@ -62,6 +62,10 @@ type Rule struct {
 	Name     string `json:"name"`
 	Ruleset  string `json:"ruleset,omitempty"`
 	Severity string `json:"severity,omitempty"` // low, medium, high, critical
+	// Description is the reason of the operator rule that raised the alert.
+	Description string `json:"description,omitempty"`
+	// Version is the version (content hash) of the rules in force.
+	Version string `json:"version,omitempty"`
 }
 
 // Beacon carries what an analyst needs to judge the alert.

@@ -146,7 +146,7 @@ func TestDetectorAlertsOncePerWindow(t *testing.T) {
 }
 
 func TestDetectorAllowlistSilences(t *testing.T) {
-	rs, err := rules.Parse([]byte("allow:\n  - destination: '*.example'\n    reason: vendor agent\n"))
+	rs, err := rules.Parse([]byte("version: 1\nallow:\n  - destination: '*.example'\n    reason: vendor agent\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,7 +151,11 @@ func (d *Detector) Observe(e *fields.Event, buf []byte) []byte {
 	return buf
 }
 
-// Score scores one flow now and raises an alert if it qualifies.
+// Score scores one flow now and raises an alert if it qualifies. The rules
+// in force at the call decide (rules.Set.Eval): a reload applies to every
+// tracked flow from its next scoring on. A silenced alert leaves the flow's
+// alert marks alone, so lifting an allow entry lets the flow alert at its
+// next scoring.
 func (d *Detector) Score(f *cache.Flow) {
 	w := d.pool.Get().(*work)
 	defer d.pool.Put(w)
@@ -159,20 +163,26 @@ func (d *Detector) Score(f *cache.Flow) {
 	v := &w.view
 	sm := w.Compute(v, w.feats)
 	m := v.Marks
-	if sm.ActiveMinutes < d.cfg.MinActive {
-		m.NextScore = v.End + 1
-		f.SetMarks(m)
-		return
+	rs := d.rules.Load()
+	now := d.cfg.Now()
+	minActive := rs.MinActive(v.Src, d.cfg.MinActive)
+	if sm.ActiveMinutes < minActive {
+		if _, denied := rs.Denied(v.Src, v.Dst, now); !denied {
+			m.NextScore = v.End + 1
+			f.SetMarks(m)
+			return
+		}
 	}
 	m.NextScore = v.End + int32(d.cfg.ScoreEvery)
 	d.scored.Add(1)
 	p := d.model.Predict(w.feats)
-	rs := d.rules.Load()
-	thr := d.model.Threshold()
-	if t, ok := rs.Threshold(v.Src); ok {
-		thr = t
+	fl := rules.Flow{
+		Source: v.Src, Destination: v.Dst, DestinationIP: dstIsIP(v.Dst) == 1,
+		Score: p, PeriodS: sm.PeriodS, Jitter: sm.Jitter, ActiveMinutes: sm.ActiveMinutes,
+		Requests: sm.Requests, Prevalence: v.Prevalence, Sources: v.Sources, OnlineMinutes: v.SrcOnline,
 	}
-	if p < thr || sm.ActiveMinutes < rs.MinActive(v.Src) {
+	verdict := rs.Eval(&fl, d.model.Threshold(), d.cfg.MinActive, now)
+	if !verdict.Alert {
 		f.SetMarks(m)
 		return
 	}
@@ -181,14 +191,15 @@ func (d *Detector) Score(f *cache.Flow) {
 		f.SetMarks(m)
 		return
 	}
-	m.AlertMinute, m.AlertScore = v.End, float32(p)
-	f.SetMarks(m)
-	if _, ok := rs.Allowed(v.Src, v.Dst, d.cfg.Now()); ok {
+	if verdict.Suppressed {
+		f.SetMarks(m)
 		d.suppressed.Add(1)
 		return
 	}
+	m.AlertMinute, m.AlertScore = v.End, float32(p)
+	f.SetMarks(m)
 	d.alerts.Add(1)
-	d.sink.Alert(d.build(v, w.feats, sm, p, thr, rs))
+	d.sink.Alert(d.build(v, w.feats, sm, p, &verdict, rs))
 }
 
 // Sweep scores every tracked flow once (end of a replay, or on demand).
@@ -199,7 +210,7 @@ func (d *Detector) Sweep() {
 	})
 }
 
-func (d *Detector) build(v *cache.View, feats []float64, sm Summary, p, thr float64, rs *rules.Set) *alert.Alert {
+func (d *Detector) build(v *cache.View, feats []float64, sm Summary, p float64, verdict *rules.Verdict, rs *rules.Set) *alert.Alert {
 	a := &alert.Alert{
 		Timestamp: minuteTime(v.End),
 		Event: alert.Event{
@@ -214,10 +225,10 @@ func (d *Detector) build(v *cache.View, feats []float64, sm Summary, p, thr floa
 			Created:  d.cfg.Now().UTC(),
 		},
 		Source: alert.Source{IP: v.Src},
-		Rule:   alert.Rule{Name: "beacon-model", Ruleset: "beacongrid", Severity: severity(p)},
+		Rule:   alert.Rule{Name: verdict.Rule, Ruleset: "beacongrid", Severity: severity(p), Description: verdict.Reason},
 		Beacon: alert.Beacon{
 			Score:         round(p, 4),
-			Threshold:     thr,
+			Threshold:     verdict.Threshold,
 			PeriodS:       round(sm.PeriodS, 1),
 			Jitter:        round(sm.Jitter, 3),
 			ActiveMinutes: sm.ActiveMinutes,
@@ -243,9 +254,16 @@ func (d *Detector) build(v *cache.View, feats []float64, sm Summary, p, thr floa
 	if o := d.cfg.Observer; o != (alert.Observer{}) {
 		a.Observer = &o
 	}
-	a.Tags = rs.Tags(v.Src, v.Dst)
-	if sev := rs.Severity(v.Src, v.Dst); sev != "" {
-		a.Rule.Severity = sev
+	// Rules that set a severity set both forms: rule.severity and the
+	// numeric event.severity (Elastic Security's risk score of the level).
+	if sev := verdict.Severity; sev != "" {
+		a.Rule.Severity, a.Event.Severity = sev, severityScore[sev]
+	}
+	if len(verdict.Tags) > 0 {
+		a.Tags = append([]string(nil), verdict.Tags...)
+	}
+	if rs != nil {
+		a.Rule.Version = rs.Version()
 	}
 	return a
 }
@@ -260,6 +278,10 @@ func (d *Detector) Stats() Stats {
 
 // Store returns the detector's flow store.
 func (d *Detector) Store() *cache.Store { return d.store }
+
+// severityScore maps a severity to the numeric event.severity, as Elastic
+// Security's detection rules map severity to risk score.
+var severityScore = map[string]int{"low": 21, "medium": 47, "high": 73, "critical": 99}
 
 func severity(p float64) string {
 	switch {
