@@ -225,3 +225,38 @@ func TestChunksDecodeWithFluentBitGo(t *testing.T) {
 		})
 	}
 }
+
+func TestReadZeekTSV(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "http.log")
+	log := "#separator \\x09\n#fields\tts\tid.orig_h\tid.resp_p\thost\ttags\tlabel\n#types\ttime\taddr\tport\tstring\tset[enum]\tstring\n" +
+		"1655071298.201945\t147.32.81.167\t80\ti4.c.eset.com\t(empty)\tBenign\n" +
+		"1655071299.5\t147.32.81.167\t443\t-\tA,B\tBenign\n"
+	if err := os.WriteFile(p, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := flbtest.ReadZeekTSV(p, 0, "label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]any{
+		{"ts": 1655071298.201945, "id.orig_h": "147.32.81.167", "id.resp_p": int64(80), "host": "i4.c.eset.com"},
+		{"ts": 1655071299.5, "id.orig_h": "147.32.81.167", "id.resp_p": int64(443), "tags": []any{"A", "B"}},
+	}
+	if !reflect.DeepEqual(recs, want) {
+		t.Fatalf("got %v\nwant %v", recs, want)
+	}
+	end := time.Unix(1700000000, 0)
+	evs := flbtest.Rebase(recs, end, 10*time.Second)
+	if !evs[0].Time.Equal(end.Add(-10*time.Second)) || evs[1].Record["ts"] != float64(1699999995) {
+		t.Fatalf("rebased %v %v", evs[0].Time, evs[1].Record["ts"])
+	}
+	if _, err := flbtest.ReadZeekTSV(p, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("1\t2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := flbtest.ReadZeekTSV(p, 0); err == nil {
+		t.Fatal("a log without headers accepted")
+	}
+}
