@@ -11,95 +11,156 @@ import (
 // shared by the store and its callers; every method is safe for concurrent
 // use. A caller may keep a *Flow after the store evicted it: its methods
 // keep working, but events no longer reach it.
+//
+// The struct is laid out to fit the 128-byte allocation class; the flow's
+// key is its source's address and its destination's name, both shared.
 type Flow struct {
 	mu     sync.Mutex
-	hash   uint64
-	key    string // src + "\x00" + dst
-	srcLen int
+	state  atomic.Uint32 // statusInFlight, statusRejected or statusAdmitted, | released
+	events uint32        // events counted (wraps; the pending table compares it)
 	src    *source
+	dst    *dest
 	counts
-	firstSec, lastSec int64 // event time (Unix seconds) of the oldest and newest events
-	gap               welford
-	size              welford
+	firstSec, lastSec uint32 // event time (Unix seconds) of the oldest and newest events
+	gap, size         welford
+	gapN, sizeN       uint32 // the welfords' counts, kept here to pack the struct
 	marks             Marks
-	state             atomic.Uint32
-	released          atomic.Bool
 }
 
 // Marks is per-flow bookkeeping owned by the caller (the detector): the
-// store keeps it with the flow and never reads it. Guarded by the flow lock.
+// store keeps it with the flow (and in snapshots) and never reads it.
+// Guarded by the flow lock.
 type Marks struct {
 	NextScore   int32   // Unix minute at or after which the flow is due for scoring
 	AlertMinute int32   // Unix minute of the last alert (0: never)
 	AlertScore  float32 // score of the last alert
 }
 
+// A flow's admission status (the low bits of Flow.state) and the released
+// bit. A flow is released exactly once, under its lock, when the store
+// stops tracking it (evicted, or dropped while refused); an event that
+// finds its flow released looks the flow up again, so it is never counted
+// into a flow nobody will read.
 const (
-	stateInFlight = iota // Set sent to ristretto, outcome unknown (or admitted)
-	stateRejected        // refused by admission; the next event retries
-	stateEvicted         // evicted after admission
+	statusInFlight = 0 // Set sent to ristretto, outcome unknown
+	statusRejected = 1 // refused (admission or a full buffer); the next event offers it again
+	statusAdmitted = 2 // seen in ristretto by a Get
+	statusMask     = 3
+	released       = 4
 )
 
-// welford keeps a running mean and variance.
+func (f *Flow) status() uint32   { return f.state.Load() & statusMask }
+func (f *Flow) isReleased() bool { return f.state.Load()&released != 0 }
+
+// setStatus changes the status unless the flow is released.
+func (f *Flow) setStatus(st uint32) {
+	for {
+		old := f.state.Load()
+		if old&released != 0 || f.state.CompareAndSwap(old, old&^statusMask|st) {
+			return
+		}
+	}
+}
+
+// casStatus changes the status from old to st.
+func (f *Flow) casStatus(from, to uint32) bool {
+	return f.state.CompareAndSwap(from, to)
+}
+
+// welford keeps a running mean and variance (its count lives in Flow).
 type welford struct {
-	n    uint32
 	mean float64
 	m2   float64
 }
 
-func (w *welford) add(x float64) {
-	w.n++
+func (w *welford) add(n *uint32, x float64) {
+	*n++
 	d := x - w.mean
-	w.mean += d / float64(w.n)
+	w.mean += d / float64(*n)
 	w.m2 += d * (x - w.mean)
 }
 
 // cv returns the coefficient of variation (std/mean), 0 when undefined.
-func (w *welford) cv() float64 {
-	if w.n < 2 || w.mean <= 0 {
+func (w *welford) cv(n uint32) float64 {
+	if n < 2 || w.mean <= 0 {
 		return 0
 	}
-	return math.Sqrt(w.m2/float64(w.n-1)) / w.mean
+	return math.Sqrt(w.m2/float64(n-1)) / w.mean
 }
 
 // Src returns the flow's source.
-func (f *Flow) Src() string { return f.key[:f.srcLen] }
+func (f *Flow) Src() string { return f.src.ip }
 
 // Dst returns the flow's destination (a domain, or ip:port).
-func (f *Flow) Dst() string { return f.key[f.srcLen+1:] }
+func (f *Flow) Dst() string { return f.dst.name }
 
 // Key returns the flow key, Src()+"\x00"+Dst().
-func (f *Flow) Key() string { return f.key }
+func (f *Flow) Key() string { return f.src.ip + "\x00" + f.dst.name }
 
-// observe counts one event. It returns whether the event moved the flow
-// into a newer minute and, if so, whether the flow is now due for scoring.
-// grew is the change in the flow's heap bytes.
-func (f *Flow) observe(abs int32, sec int64, bytes int64) (counted, due bool, grew int64) {
+// is reports whether f is the flow src -> dst.
+func (f *Flow) is(src, dst []byte) bool { return f.src.ip == string(src) && f.dst.name == string(dst) }
+
+// observe outcomes.
+const (
+	obsCounted  = iota
+	obsOld      // before the flow's window
+	obsReleased // the flow is no longer tracked: look it up again
+)
+
+// observe counts one event. due says whether the event moved the flow into
+// a newer minute and the flow is now due for scoring. grew is the change in
+// the flow's bytes; it is added to *total under the flow lock, so that a
+// concurrent release subtracts exactly what was added.
+func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) (res int, due bool, grew int64) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	fresh := f.cells == nil && f.dense == nil
+	if f.state.Load()&released != 0 {
+		f.mu.Unlock()
+		return obsReleased, false, 0
+	}
+	fresh := f.empty()
 	prevLast := f.last
 	before := f.counts.bytes()
 	if !f.add(abs, 1) {
-		return false, false, 0
+		f.mu.Unlock()
+		return obsOld, false, 0
 	}
-	grew = int64(f.counts.bytes() - before)
+	if grew = int64(f.counts.bytes() - before); grew != 0 {
+		total.Add(grew)
+	}
 	switch {
 	case fresh:
 		f.firstSec, f.lastSec = sec, sec
 	case sec >= f.lastSec:
-		f.gap.add(float64(sec - f.lastSec))
+		f.gap.add(&f.gapN, float64(sec-f.lastSec))
 		f.lastSec = sec
 	case sec < f.firstSec:
 		f.firstSec = sec
 	}
+	f.events++
 	if bytes >= 0 {
-		f.size.add(float64(bytes))
+		f.size.add(&f.sizeN, float64(bytes))
 	}
 	if fresh || abs > prevLast {
 		due = abs >= f.marks.NextScore
 	}
-	return true, due, grew
+	f.mu.Unlock()
+	return obsCounted, due, grew
+}
+
+// release marks the flow released and returns the bytes it was charged, or
+// reports false if it was released already.
+func (f *Flow) release() (int64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for {
+		old := f.state.Load()
+		if old&released != 0 {
+			return 0, false
+		}
+		if f.state.CompareAndSwap(old, old|released) {
+			return f.bytes(), true
+		}
+	}
 }
 
 // View is a copy of a flow's state at one moment, for scoring.
@@ -133,8 +194,20 @@ func (f *Flow) SetMarks(m Marks) {
 	f.mu.Unlock()
 }
 
-// bytes estimates the heap the flow holds: what ristretto is charged.
+// Memory charged per flow beyond its counts, in bytes: the Flow struct (its
+// 128-byte allocation class), ristretto's bookkeeping for one item (its
+// store map slot holding a 48-byte storeItem, its policy cost map slot, at
+// the maps' average load) and a share of the shared sources and
+// destinations. TestHeavyMemoryPerFlow compares the charge with the
+// measured heap.
+const (
+	flowStructBytes = 128
+	ristrettoBytes  = 128
+	sharedBytes     = 16
+)
+
+// bytes is the memory the flow is charged: what ristretto is told it costs.
+// Call with f.mu held, or before f is shared.
 func (f *Flow) bytes() int64 {
-	const structBytes = 200
-	return int64(structBytes + len(f.key) + f.counts.bytes())
+	return int64(flowStructBytes + ristrettoBytes + sharedBytes + f.counts.bytes())
 }

@@ -3,35 +3,49 @@ package cache
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // source is per-source state shared by all its flows: a bitmap of the
 // minutes in which the source sent anything, so features can tell "the
 // flow is quiet" from "the host is off".
+//
+// The bitmap words are atomics so that the common case, a source already
+// marked in this minute, costs two loads and no lock; changing the bitmap
+// takes mu.
 type source struct {
 	mu    sync.Mutex
 	ip    string
-	last  int32
-	bits  [(Minutes + 63) / 64]uint64
+	last  atomic.Int32
+	bits  [(Minutes + 63) / 64]atomic.Uint64
 	flows int32 // flows referencing this source; guarded by the table shard lock
 }
 
 func (s *source) mark(abs int32) {
+	i := mod(abs)
+	w, b := &s.bits[i>>6], uint64(1)<<(i&63)
+	if abs <= s.last.Load() && w.Load()&b != 0 {
+		return
+	}
 	s.mu.Lock()
-	if abs > s.last {
-		if abs-s.last >= Minutes {
-			s.bits = [len(s.bits)]uint64{}
+	last := s.last.Load()
+	if abs > last {
+		if abs-last >= Minutes {
+			for k := range s.bits {
+				s.bits[k].Store(0)
+			}
 		} else {
-			for m := s.last + 1; m <= abs; m++ {
-				i := mod(m)
-				s.bits[i>>6] &^= 1 << (i & 63)
+			for m := last + 1; m <= abs; m++ {
+				j := mod(m)
+				s.bits[j>>6].And(^(uint64(1) << (j & 63)))
 			}
 		}
-		s.last = abs
+		s.last.Store(abs)
+		last = abs
 	}
-	if abs > s.last-Minutes {
-		i := mod(abs)
-		s.bits[i>>6] |= 1 << (i & 63)
+	if abs > last-Minutes {
+		w.Or(b)
 	}
 	s.mu.Unlock()
 }
@@ -40,40 +54,41 @@ func (s *source) mark(abs int32) {
 func (s *source) online(from, to int32) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if from <= s.last-Minutes {
-		from = s.last - Minutes + 1
+	last := s.last.Load()
+	if from <= last-Minutes {
+		from = last - Minutes + 1
 	}
-	if to > s.last {
-		to = s.last
+	if to > last {
+		to = last
 	}
 	n := 0
 	for m := from; m <= to; m++ {
 		i := mod(m)
-		if s.bits[i>>6]&(1<<(i&63)) != 0 {
+		if s.bits[i>>6].Load()&(1<<(i&63)) != 0 {
 			n++
 		}
 	}
 	return n
 }
 
-func mod(m int32) int {
-	i := int(m) % Minutes
-	if i < 0 {
-		i += Minutes
-	}
-	return i
-}
-
 const shards = 64
 
-// table is a sharded map of sources and of per-destination flow counts
-// (prevalence). Both are reference counted by the flows that use them.
+// dest is a destination shared by all flows to it: its name and how many
+// tracked flows reach it (prevalence).
+type dest struct {
+	name  string
+	flows int32 // guarded by the table shard lock
+}
+
+// table is a sharded map of sources and destinations, each reference
+// counted by the flows that use them. Flows point at their source and
+// destination instead of holding a key string of their own.
 type table struct {
 	nsrc   atomic.Int64
 	shards [shards]struct {
 		mu   sync.Mutex
 		srcs map[string]*source
-		dsts map[string]int32
+		dsts map[string]*dest
 	}
 }
 
@@ -81,54 +96,80 @@ func newTable() *table {
 	t := &table{}
 	for i := range t.shards {
 		t.shards[i].srcs = make(map[string]*source)
-		t.shards[i].dsts = make(map[string]int32)
+		t.shards[i].dsts = make(map[string]*dest)
 	}
 	return t
 }
 
-// acquire returns the source for ip and counts one more flow to dst.
-func (t *table) acquire(ip, dst string, hSrc, hDst uint64) *source {
-	sh := &t.shards[hSrc%shards]
+// acquire returns the source ip and destination dst, counting one more
+// flow for each. ip and dst are copied when first seen.
+func (t *table) acquire(ip, dst []byte) (*source, *dest) {
+	sh := &t.shards[xxhash.Sum64(ip)%shards]
 	sh.mu.Lock()
-	s := sh.srcs[ip]
+	s := sh.srcs[string(ip)]
 	if s == nil {
-		s = &source{ip: ip}
-		sh.srcs[ip] = s
+		s = &source{ip: string(ip)}
+		sh.srcs[s.ip] = s
 		t.nsrc.Add(1)
 	}
 	s.flows++
 	sh.mu.Unlock()
-	dh := &t.shards[hDst%shards]
+	dh := &t.shards[xxhash.Sum64(dst)%shards]
 	dh.mu.Lock()
-	dh.dsts[dst]++
+	d := dh.dsts[string(dst)]
+	if d == nil {
+		d = &dest{name: string(dst)}
+		dh.dsts[d.name] = d
+	}
+	d.flows++
 	dh.mu.Unlock()
-	return s
+	return s, d
 }
 
 // release undoes acquire.
-func (t *table) release(s *source, dst string, hSrc, hDst uint64) {
-	sh := &t.shards[hSrc%shards]
+func (t *table) release(s *source, d *dest) {
+	sh := &t.shards[xxhash.Sum64String(s.ip)%shards]
 	sh.mu.Lock()
-	s.flows--
-	if s.flows <= 0 {
+	if s.flows--; s.flows <= 0 {
 		delete(sh.srcs, s.ip)
 		t.nsrc.Add(-1)
 	}
 	sh.mu.Unlock()
-	dh := &t.shards[hDst%shards]
+	dh := &t.shards[xxhash.Sum64String(d.name)%shards]
 	dh.mu.Lock()
-	if dh.dsts[dst]--; dh.dsts[dst] <= 0 {
-		delete(dh.dsts, dst)
+	if d.flows--; d.flows <= 0 {
+		delete(dh.dsts, d.name)
 	}
 	dh.mu.Unlock()
 }
 
-func (t *table) prevalence(dst string, hDst uint64) int {
-	dh := &t.shards[hDst%shards]
+func (t *table) prevalence(d *dest) int {
+	dh := &t.shards[xxhash.Sum64String(d.name)%shards]
 	dh.mu.Lock()
-	n := dh.dsts[dst]
+	n := d.flows
 	dh.mu.Unlock()
 	return int(n)
 }
 
 func (t *table) sources() int { return int(t.nsrc.Load()) }
+
+// lookup returns the source for ip, or nil.
+func (t *table) lookup(ip string) *source {
+	sh := &t.shards[xxhash.Sum64String(ip)%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.srcs[ip]
+}
+
+// restore sets the source's online bitmap from a snapshot.
+func (s *source) restore(last int32, bits *[(Minutes + 63) / 64]uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last < s.last.Load() {
+		return
+	}
+	s.last.Store(last)
+	for i := range s.bits {
+		s.bits[i].Store(bits[i])
+	}
+}

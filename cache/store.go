@@ -1,23 +1,36 @@
 // Package cache holds the edge state: for every flow (source ->
 // destination) the per-minute event counts over a sliding 24 h window of
 // EVENT time, bounded in memory by a ristretto cache whose cost is the
-// flow's real bytes.
+// flow's real bytes, with snapshots to disk that survive a restart.
 //
 // Semantics that bite, and how this package meets them:
 //   - ristretto's Set is asynchronous and may be refused by TinyLFU
-//     admission. A new flow therefore waits in a small bounded "pending"
-//     table until ristretto either shows it (admitted) or refuses it. Every
-//     event for a pending flow is counted into the same *Flow, and a refused
-//     flow is offered again on its next event with all its counts, so no
-//     increment to a flow that ends up kept is lost. Only when the pending
-//     table overflows is a refused flow dropped (counted in Stats).
+//     admission or dropped when its buffer is full. A new flow therefore
+//     waits in a small bounded "pending" table until ristretto shows it
+//     (admitted) or refuses it. Every event for a pending flow is counted
+//     into the same *Flow, and a refused flow is offered again on its next
+//     event with all its counts. When the pending table is full, the oldest
+//     refused flow that received no event since it was queued is dropped
+//     (counted in Stats); a flow still in flight or still receiving events
+//     gets a second chance.
 //   - ristretto never updates a value in place; values here are *Flow and
 //     all counting happens behind the flow's own mutex. There is no
-//     get-modify-set anywhere.
+//     get-modify-set anywhere. A flow is released (evicted or dropped)
+//     under its lock, and an event that finds its flow released looks it up
+//     again, so no event is counted into a flow that nobody reads: every
+//     flow the store holds has every accepted event since it was created.
+//   - A Set that changes the cost of an admitted flow can race with its
+//     eviction and re-insert the released flow ("zombie"); a Get that
+//     returns a released flow treats it as absent and replaces it in place.
 //   - The window follows the newest event time accepted (the watermark).
 //     Events at or before watermark-24h are rejected as too old; events more
 //     than MaxFuture after the wall clock are rejected as too new. Both are
 //     counted.
+//   - Memory: MaxBytes bounds the process memory the state takes, the Go
+//     garbage collector's headroom included (with GOGC=100 the heap may grow
+//     to twice the live data before a collection). ristretto's MaxCost is
+//     the share of MaxBytes the live state may use, less the fixed cost of
+//     its frequency sketch and of the pending table.
 //
 // Lifetime: New starts ristretto's goroutines; Close stops them and must be
 // called only after every caller of Observe has returned.
@@ -26,6 +39,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,15 +50,17 @@ import (
 
 // Config configures a Store.
 type Config struct {
-	// MaxBytes bounds the memory charged to tracked flows (ristretto's
-	// MaxCost, in bytes). Default 256 MiB. Too small evicts long-lived flows
-	// before they can be scored.
+	// MaxBytes bounds the process memory (bytes) the flow state may take,
+	// GC headroom included; see Budget. Default 256 MiB. Too small evicts
+	// long-lived flows before they can be scored.
 	MaxBytes int64
-	// ExpectedFlows sizes ristretto's frequency counters (10x this number).
-	// Default MaxBytes/256.
+	// ExpectedFlows sizes ristretto's frequency sketch (4 counters per
+	// flow: ristretto suggests 10, which costs ~50 bytes per flow; the
+	// pending table's requeueing, not the sketch alone, protects established
+	// flows). Default: the live budget / 320 bytes, at least 1024.
 	ExpectedFlows int64
 	// PendingFlows bounds new flows waiting for (or refused) admission.
-	// Default 65536.
+	// Default: the live budget / 4 KiB, from 4096 to 65536.
 	PendingFlows int
 	// MaxFuture is how far past the wall clock an event may lie. Default 10m.
 	MaxFuture time.Duration
@@ -70,36 +86,78 @@ const MaxKeyLen = 512
 type Stats struct {
 	Flows        int64 // flows tracked (admitted or pending)
 	Bytes        int64 // bytes charged to tracked flows
+	MaxCost      int64 // ristretto's bound on the bytes of admitted flows
 	Counted      int64
-	TooOld       int64
-	TooNew       int64
+	TooOld       int64 // events rejected as before the window
+	TooNew       int64 // events rejected as too far past the wall clock
 	Refused      int64 // events for flows that could not be tracked
 	BadInput     int64
 	Rejections   int64 // admissions refused by ristretto (the flow is offered again)
+	DroppedSets  int64 // Sets ristretto dropped for a full buffer (the flow is offered again)
 	Dropped      int64 // refused flows dropped from the pending table
-	Evictions    int64
+	Evictions    int64 // admitted flows evicted by ristretto
+	Requeued     int64 // evicted flows kept in the pending table (active, so offered again)
 	HashConflict int64
 	Sources      int64
+	Restored     int64 // flows restored from a snapshot
+	Waits        int64 // times a full pending table waited for ristretto
 }
 
 // Store tracks flows. Safe for concurrent use.
 type Store struct {
 	cfg     Config
+	maxCost int64
+	perPend int
 	rc      *ristretto.Cache[uint64, *Flow]
 	tab     *table
 	pending [shards]pendingShard
 	wm      atomic.Int32 // watermark: newest accepted Unix minute
+	future  atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
 
 	flows, bytes                             atomic.Int64
 	counted, tooOld, tooNew, refused, badIn  atomic.Int64
 	rejections, dropped, evictions, conflict atomic.Int64
+	droppedSets, restored, waits, requeued   atomic.Int64
 }
 
+// pendingShard holds new flows until ristretto admits or refuses them. q
+// is a ring of the shard's keys in arrival order: every key of m is in q
+// exactly once.
 type pendingShard struct {
-	mu   sync.Mutex
-	m    map[uint64]*Flow
-	fifo []uint64
-	head int
+	mu      sync.Mutex
+	m       map[uint64]*Flow
+	q       []pendEnt
+	head, n int
+	bytes   int64 // of requeued flows in q
+}
+
+type pendEnt struct {
+	h      uint64
+	events uint32 // the flow's events when it was queued
+	bytes  int32  // bytes of a requeued flow, counted in pendingShard.bytes
+}
+
+// Fixed memory per pending slot and per frequency counter, in bytes.
+const (
+	pendingSlotBytes = 768 // a refused flow of a few minutes plus map and ring slots, or a share of a requeued one
+	countersPerFlow  = 4
+	counterBytes     = 4 // ristretto's count-min sketch (4 x 4 bits, rounded up to a power of 2) and bloom filter
+)
+
+// Budget returns the live bytes the state may use for a process memory
+// bound of maxBytes: maxBytes*100/(100+GOGC), or 90 % of it when the GC is
+// off (a memory limit then bounds the heap).
+func Budget(maxBytes int64) int64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	gogc := int64(100)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		gogc = int64(s[0].Value.Uint64())
+	}
+	if gogc <= 0 {
+		return maxBytes / 10 * 9
+	}
+	return maxBytes / (100 + gogc) * 100
 }
 
 // New returns a Store.
@@ -107,6 +165,8 @@ func New(cfg Config) (*Store, error) {
 	switch {
 	case cfg.MaxBytes < 0:
 		return nil, errors.New("cache: MaxBytes must not be negative")
+	case cfg.MaxBytes > 0 && cfg.MaxBytes < 1<<20:
+		return nil, errors.New("cache: MaxBytes must be at least 1 MiB")
 	case cfg.ExpectedFlows < 0:
 		return nil, errors.New("cache: ExpectedFlows must not be negative")
 	case cfg.PendingFlows < 0:
@@ -117,11 +177,12 @@ func New(cfg Config) (*Store, error) {
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = 256 << 20
 	}
+	live := Budget(cfg.MaxBytes)
 	if cfg.ExpectedFlows == 0 {
-		cfg.ExpectedFlows = max(cfg.MaxBytes/256, 1024)
+		cfg.ExpectedFlows = max(live/320, 1024)
 	}
 	if cfg.PendingFlows == 0 {
-		cfg.PendingFlows = 65536
+		cfg.PendingFlows = int(min(max(live/4096, 4096), 65536))
 	}
 	if cfg.MaxFuture == 0 {
 		cfg.MaxFuture = 10 * time.Minute
@@ -130,24 +191,19 @@ func New(cfg Config) (*Store, error) {
 		cfg.Now = time.Now
 	}
 	s := &Store{cfg: cfg, tab: newTable()}
-	per := max(cfg.PendingFlows/shards, 4)
+	s.perPend = max(cfg.PendingFlows/shards, 4)
+	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes), live/4)
 	for i := range s.pending {
-		s.pending[i].m = make(map[uint64]*Flow, per)
-		s.pending[i].fifo = make([]uint64, 0, per)
+		s.pending[i].m = make(map[uint64]*Flow, s.perPend)
+		s.pending[i].q = make([]pendEnt, 2*s.perPend) // the second half for requeued flows
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *Flow]{
-		NumCounters: cfg.ExpectedFlows * 10,
-		MaxCost:     cfg.MaxBytes,
-		BufferItems: 64,
-		OnEvict: func(it *ristretto.Item[*Flow]) {
-			s.evictions.Add(1)
-			it.Value.state.Store(stateEvicted)
-			s.release(it.Value)
-		},
-		OnReject: func(it *ristretto.Item[*Flow]) {
-			s.rejections.Add(1)
-			it.Value.state.Store(stateRejected)
-		},
+		NumCounters:        cfg.ExpectedFlows * countersPerFlow,
+		MaxCost:            s.maxCost,
+		BufferItems:        64,
+		IgnoreInternalCost: true, // Flow.bytes charges ristretto's own overhead
+		OnEvict:            s.onEvict,
+		OnReject:           s.onReject,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -156,8 +212,28 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
+func (s *Store) onEvict(it *ristretto.Item[*Flow]) {
+	if it.Value == nil {
+		return
+	}
+	s.evictions.Add(1)
+	if s.requeue(it.Key, it.Value) {
+		s.requeued.Add(1)
+		return
+	}
+	s.release(it.Value)
+}
+
+func (s *Store) onReject(it *ristretto.Item[*Flow]) {
+	if it.Value == nil {
+		return
+	}
+	s.rejections.Add(1)
+	it.Value.casStatus(statusInFlight, statusRejected)
+}
+
 // Close stops the store's background goroutines. Call it only after every
-// caller of Observe has returned.
+// caller of Observe has returned. Close is nil-safe and idempotent.
 func (s *Store) Close() {
 	if s != nil {
 		s.rc.Close()
@@ -170,17 +246,31 @@ func (s *Store) Watermark() int32 { return s.wm.Load() }
 // Observe counts one event of flow src -> dst at event time sec (Unix
 // seconds) with a request size (negative when unknown). It returns the flow
 // and whether it is due for scoring (see Flow marks); f is nil unless r is
-// Counted. src and dst are not retained.
+// Counted. src and dst are not retained. Observe allocates only when it
+// creates a flow or a flow's counts grow.
 func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bool, r Result) {
 	if len(src) == 0 || len(dst) == 0 || len(src)+len(dst)+1 > MaxKeyLen {
 		s.badIn.Add(1)
 		return nil, false, BadInput
 	}
-	if sec > s.cfg.Now().Add(s.cfg.MaxFuture).Unix() {
-		s.tooNew.Add(1)
-		return nil, false, TooNew
+	if sec > s.future.Load() {
+		// The wall clock only moves on, so an event before a limit read
+		// earlier is before the current one: the clock is read only when
+		// an event passes the last limit.
+		lim := s.cfg.Now().Add(s.cfg.MaxFuture).Unix()
+		if old := s.future.Load(); lim > old {
+			s.future.CompareAndSwap(old, lim)
+		}
+		if sec > lim || sec > 1<<32-1 {
+			s.tooNew.Add(1)
+			return nil, false, TooNew
+		}
 	}
-	abs := int32(floorDiv(sec, 60))
+	if sec < 0 {
+		s.tooOld.Add(1)
+		return nil, false, TooOld
+	}
+	abs := int32(sec / 60)
 	wm := s.wm.Load()
 	if abs <= wm-Minutes {
 		s.tooOld.Add(1)
@@ -192,109 +282,222 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 	var kb [MaxKeyLen]byte
 	key := append(append(append(kb[:0], src...), 0), dst...)
 	h := xxhash.Sum64(key)
-	f, r = s.lookup(h, key, len(src))
-	if r != Counted {
-		return nil, false, r
-	}
-	f.src.mark(abs)
-	counted, due, grew := f.observe(abs, sec, size)
-	if !counted {
-		s.tooOld.Add(1)
-		return nil, false, TooOld
-	}
-	if grew != 0 && !f.released.Load() {
-		// The flow's cost changed (cells grew or it went dense): tell
-		// ristretto. For an admitted flow this is an in-place update.
-		s.bytes.Add(grew)
-		if f.state.Load() == stateInFlight {
-			s.rc.Set(h, f, f.bytes())
+	for try := 0; ; try++ {
+		f, r = s.lookup(h, src, dst)
+		if r != Counted {
+			return nil, false, r
 		}
+		res, due, grew := f.observe(abs, uint32(sec), size, &s.bytes)
+		switch res {
+		case obsReleased:
+			// Evicted or dropped between the lookup and the lock: look
+			// again (a new flow, or the one that replaced it).
+			if try < 4 {
+				continue
+			}
+			s.refused.Add(1)
+			return nil, false, Refused
+		case obsOld:
+			s.tooOld.Add(1)
+			return nil, false, TooOld
+		}
+		f.src.mark(abs)
+		if grew != 0 && f.status() == statusAdmitted {
+			// The flow's cost changed (cells grew or it went dense): tell
+			// ristretto, an update of the stored item in place. A flow
+			// still pending carries its new cost when it is offered again.
+			s.rc.Set(h, f, f.cost())
+		}
+		s.counted.Add(1)
+		return f, due, Counted
 	}
-	s.counted.Add(1)
-	return f, due, Counted
 }
 
-func (s *Store) lookup(h uint64, key []byte, srcLen int) (*Flow, Result) {
+func (f *Flow) cost() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bytes()
+}
+
+func (s *Store) lookup(h uint64, src, dst []byte) (*Flow, Result) {
+	zombie := false
 	if f, ok := s.rc.Get(h); ok {
-		if f.key != string(key) {
+		if !f.is(src, dst) {
 			s.conflict.Add(1)
 			s.refused.Add(1)
 			return nil, Refused
 		}
-		return f, Counted
+		st := f.state.Load()
+		if st&released == 0 {
+			if st != statusAdmitted {
+				f.setStatus(statusAdmitted)
+			}
+			return f, Counted
+		}
+		zombie = true // a released flow re-inserted by a cost update: replace it
+	}
+	p := &s.pending[h%shards]
+	for wait := 0; ; wait++ {
+		f, r, full := s.lookupPending(p, h, src, dst, zombie)
+		if !full {
+			return f, r
+		}
+		if wait == 1 {
+			s.refused.Add(1)
+			return nil, Refused
+		}
+		// Every queued flow is in flight: ristretto lags behind a burst of
+		// new flows. Wait for it to decide (back-pressure on the caller,
+		// only under a flood), then try once more.
+		s.waits.Add(1)
+		s.rc.Wait()
+	}
+}
+
+func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie bool) (*Flow, Result, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f := p.m[h]
+	if f != nil && !f.is(src, dst) {
+		s.conflict.Add(1)
+		s.refused.Add(1)
+		return nil, Refused, false
+	}
+	if f != nil && f.isReleased() {
+		f = nil // its slot in q stays and now stands for the new flow
+	} else if f == nil {
+		if !s.makeRoom(p) {
+			return nil, Refused, true
+		}
+		p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h}
+		p.n++
+	}
+	if f == nil {
+		f = &Flow{}
+		f.src, f.dst = s.tab.acquire(src, dst)
+		s.flows.Add(1)
+		s.bytes.Add(f.bytes())
+		p.m[h] = f
+		s.offer(h, f)
+		return f, Counted, false
+	}
+	if zombie || f.status() == statusRejected {
+		s.offer(h, f)
+	}
+	return f, Counted, false
+}
+
+// offer sends f to ristretto.
+func (s *Store) offer(h uint64, f *Flow) {
+	f.setStatus(statusInFlight)
+	if !s.rc.Set(h, f, f.cost()) {
+		s.droppedSets.Add(1)
+		f.casStatus(statusInFlight, statusRejected)
+	}
+}
+
+// makeRoom frees a slot of a full pending shard, looking at each queued
+// flow at most once, oldest first. A flow ristretto holds leaves the table;
+// a refused flow with no event since it was queued is dropped and
+// released; a flow in flight or still receiving events is queued again. It
+// reports whether a slot is free.
+func (s *Store) makeRoom(p *pendingShard) bool {
+	for tries := p.n; p.n >= s.perPend && tries > 0; tries-- {
+		e := p.q[p.head]
+		p.head = (p.head + 1) % len(p.q)
+		p.n--
+		f := p.m[e.h]
+		if f == nil {
+			continue
+		}
+		keep := false
+		switch st := f.state.Load(); {
+		case st&released != 0, st == statusAdmitted:
+		case s.held(e.h, f):
+		case st == statusInFlight:
+			keep = true
+		default: // refused
+			if ev := f.eventCount(); ev != e.events {
+				keep, e.events = true, ev
+			} else if s.release(f) {
+				s.dropped.Add(1)
+			}
+		}
+		if keep {
+			p.q[(p.head+p.n)%len(p.q)] = e
+			p.n++
+		} else {
+			delete(p.m, e.h)
+			p.bytes -= int64(e.bytes)
+		}
+	}
+	return p.n < s.perPend
+}
+
+// Requeueing: an evicted flow that was active in the last requeueIdle
+// minutes and has at least requeueEvents events goes back to the pending
+// table with all its counts, as if refused: it is offered to ristretto
+// again on its next event and dropped only if it gets none before its
+// turn in the queue comes. So a flood of one-off flows can push an
+// established flow out of ristretto for a while, but cannot make it lose a
+// count. The pending ring has room for as many requeued flows as new ones,
+// within the shard's byte reservation.
+const (
+	requeueEvents = 4
+	requeueIdle   = 60
+)
+
+func (s *Store) requeue(h uint64, f *Flow) bool {
+	f.mu.Lock()
+	ok := f.state.Load()&released == 0 && f.events >= requeueEvents && f.last > s.wm.Load()-requeueIdle
+	n, ev := f.bytes(), f.events
+	f.mu.Unlock()
+	if !ok {
+		return false
 	}
 	p := &s.pending[h%shards]
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if f := p.m[h]; f != nil {
-		if f.key != string(key) {
-			s.conflict.Add(1)
-			s.refused.Add(1)
-			return nil, Refused
-		}
-		if f.state.Load() == stateRejected && !f.released.Load() {
-			f.state.Store(stateInFlight)
-			if !s.rc.Set(h, f, f.bytes()) {
-				f.state.Store(stateRejected)
-			}
-		}
-		return f, Counted
+	switch cur := p.m[h]; {
+	case cur == f:
+		f.setStatus(statusRejected)
+		return true
+	case cur != nil, p.n >= len(p.q), p.bytes+n > int64(s.perPend)*pendingSlotBytes:
+		return false
 	}
-	f := &Flow{hash: h, key: string(key), srcLen: srcLen}
-	f.src = s.tab.acquire(f.Src(), f.Dst(), xxhash.Sum64String(f.Src()), xxhash.Sum64String(f.Dst()))
-	s.flows.Add(1)
-	s.bytes.Add(f.bytes())
-	s.makeRoom(p)
 	p.m[h] = f
-	p.fifo = append(p.fifo, h)
-	if !s.rc.Set(h, f, f.bytes()) {
-		f.state.Store(stateRejected)
-	}
-	return f, Counted
+	p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h, events: ev, bytes: int32(n)}
+	p.n++
+	p.bytes += n
+	f.setStatus(statusRejected)
+	return true
 }
 
-// makeRoom drops the oldest pending entry when the shard is full. An entry
-// that ristretto holds simply leaves the pending table; one still in flight
-// is left to ristretto (its OnReject or OnEvict will release it); one that
-// was refused is dropped and released now.
-func (s *Store) makeRoom(p *pendingShard) {
-	per := cap(p.fifo)
-	for len(p.m) >= per {
-		h := p.fifo[p.head]
-		p.head++
-		if p.head == len(p.fifo) {
-			p.fifo = p.fifo[:0]
-			p.head = 0
-		}
-		f := p.m[h]
-		if f == nil {
-			continue
-		}
-		delete(p.m, h)
-		if f.state.Load() == stateRejected {
-			if cur, ok := s.rc.Get(h); !ok || cur != f {
-				s.dropped.Add(1)
-				s.release(f)
-			}
-		}
+// held reports whether ristretto holds f under h, marking it admitted.
+func (s *Store) held(h uint64, f *Flow) bool {
+	if cur, ok := s.rc.Get(h); ok && cur == f {
+		f.setStatus(statusAdmitted)
+		return true
 	}
-	if p.head > 0 && len(p.fifo) == cap(p.fifo) {
-		n := copy(p.fifo, p.fifo[p.head:])
-		p.fifo = p.fifo[:n]
-		p.head = 0
-	}
+	return false
 }
 
-func (s *Store) release(f *Flow) {
-	if f.released.Swap(true) {
-		return
+func (f *Flow) eventCount() uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.events
+}
+
+// release stops tracking f; it reports false if f was released already.
+func (s *Store) release(f *Flow) bool {
+	n, ok := f.release()
+	if !ok {
+		return false
 	}
 	s.flows.Add(-1)
-	f.mu.Lock()
-	n := f.bytes()
-	f.mu.Unlock()
 	s.bytes.Add(-n)
-	s.tab.release(f.src, f.Dst(), xxhash.Sum64String(f.Src()), xxhash.Sum64String(f.Dst()))
+	s.tab.release(f.src, f.dst)
+	return true
 }
 
 // Snapshot fills v with a copy of f's state over the window ending at the
@@ -305,13 +508,13 @@ func (s *Store) Snapshot(f *Flow, v *View) {
 	f.counts.snapshot(end, &v.Counts)
 	v.Src, v.Dst = f.Src(), f.Dst()
 	v.End = end
-	v.FirstSec, v.LastSec = f.firstSec, f.lastSec
-	v.GapCV, v.GapMean, v.Gaps = f.gap.cv(), f.gap.mean, int(f.gap.n)
-	v.SizeCV, v.SizeMean = f.size.cv(), f.size.mean
+	v.FirstSec, v.LastSec = int64(f.firstSec), int64(f.lastSec)
+	v.GapCV, v.GapMean, v.Gaps = f.gap.cv(f.gapN), f.gap.mean, int(f.gapN)
+	v.SizeCV, v.SizeMean = f.size.cv(f.sizeN), f.size.mean
 	v.Marks = f.marks
 	f.mu.Unlock()
 	v.SrcOnline = f.src.online(end-Minutes+1, end)
-	v.Prevalence = s.tab.prevalence(v.Dst, xxhash.Sum64String(v.Dst))
+	v.Prevalence = s.tab.prevalence(f.dst)
 	v.Sources = s.tab.sources()
 }
 
@@ -321,19 +524,23 @@ func (s *Store) Range(fn func(*Flow) bool) {
 	stop := false
 	seen := make(map[*Flow]struct{})
 	s.rc.IterValues(func(f *Flow) bool {
+		if f.isReleased() {
+			return false
+		}
 		seen[f] = struct{}{}
 		stop = !fn(f)
 		return stop
 	})
+	var fs []*Flow
 	for i := range s.pending {
 		if stop {
 			return
 		}
 		p := &s.pending[i]
 		p.mu.Lock()
-		var fs []*Flow
+		fs = fs[:0]
 		for _, f := range p.m {
-			if _, ok := seen[f]; !ok && !f.released.Load() {
+			if _, ok := seen[f]; !ok && !f.isReleased() {
 				fs = append(fs, f)
 			}
 		}
@@ -352,19 +559,11 @@ func (s *Store) Wait() { s.rc.Wait() }
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Flows: s.flows.Load(), Bytes: s.bytes.Load(),
+		Flows: s.flows.Load(), Bytes: s.bytes.Load(), MaxCost: s.maxCost,
 		Counted: s.counted.Load(), TooOld: s.tooOld.Load(), TooNew: s.tooNew.Load(),
 		Refused: s.refused.Load(), BadInput: s.badIn.Load(),
-		Rejections: s.rejections.Load(), Dropped: s.dropped.Load(),
-		Evictions: s.evictions.Load(), HashConflict: s.conflict.Load(),
-		Sources: int64(s.tab.sources()),
+		Rejections: s.rejections.Load(), DroppedSets: s.droppedSets.Load(), Dropped: s.dropped.Load(),
+		Evictions: s.evictions.Load(), Requeued: s.requeued.Load(), HashConflict: s.conflict.Load(),
+		Sources: int64(s.tab.sources()), Restored: s.restored.Load(), Waits: s.waits.Load(),
 	}
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
 }
