@@ -90,6 +90,7 @@ type work struct {
 	Featurizer
 	view  cache.View
 	feats []float64
+	flow  rules.Flow // what the rules see; here so it need not escape per call
 }
 
 // New returns a Detector. rs holds the active rules (swapped atomically on
@@ -176,12 +177,12 @@ func (d *Detector) Score(f *cache.Flow) {
 	m.NextScore = v.End + int32(d.cfg.ScoreEvery)
 	d.scored.Add(1)
 	p := d.model.Predict(w.feats)
-	fl := rules.Flow{
+	w.flow = rules.Flow{
 		Source: v.Src, Destination: v.Dst, DestinationIP: dstIsIP(v.Dst) == 1,
 		Score: p, PeriodS: sm.PeriodS, Jitter: sm.Jitter, ActiveMinutes: sm.ActiveMinutes,
 		Requests: sm.Requests, Prevalence: v.Prevalence, Sources: v.Sources, OnlineMinutes: v.SrcOnline,
 	}
-	verdict := rs.Eval(&fl, d.model.Threshold(), d.cfg.MinActive, now)
+	verdict := rs.Eval(&w.flow, d.model.Threshold(), d.cfg.MinActive, now)
 	if !verdict.Alert {
 		f.SetMarks(m)
 		return

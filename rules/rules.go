@@ -108,7 +108,10 @@ type Group struct {
 // Input is a field mapping for the chunks of matching Fluent Bit tags.
 type Input struct {
 	// Tag is a Fluent Bit tag pattern; "*" matches any run of characters.
-	Tag    string              `yaml:"tag"`
+	Tag string `yaml:"tag"`
+	// Preset names built-in presets (fields.Preset, comma-separated) that
+	// replace the plugin's for these chunks; empty keeps the plugin's.
+	Preset string              `yaml:"preset"`
 	Fields map[string][]string `yaml:"fields"`
 }
 
@@ -150,7 +153,8 @@ type Set struct {
 	allow    entryList
 	deny     entryList
 	groups   []group
-	mapping  fields.Mapping
+	extra    fields.Mapping // the file's own keys
+	mapping  fields.Mapping // extra, then fields.Default()
 	inputs   []input
 	detect   programs
 	suppress programs
@@ -183,8 +187,10 @@ type group struct {
 }
 
 type input struct {
-	tag     string
-	mapping fields.Mapping
+	tag       string
+	extra     fields.Mapping // the input's keys, then the file's
+	preset    fields.Mapping // the input's presets; valid when hasPreset
+	hasPreset bool
 }
 
 type program struct {
@@ -463,17 +469,24 @@ func Parse(b []byte) (*Set, error) {
 		}
 		return extra
 	}
-	global := mapping(p("fields"), f.Fields)
-	s.mapping = fields.Merge(global, fields.Default())
+	s.extra = mapping(p("fields"), f.Fields)
+	s.mapping = fields.Merge(s.extra, fields.Default())
 	for i, in := range f.Inputs {
 		if strings.TrimSpace(in.Tag) == "" {
 			bad(p("inputs", i), "a Fluent Bit tag or pattern such as proxy.*", "tag is empty")
 		}
-		if len(in.Fields) == 0 {
-			bad(p("inputs", i), "map at least one slot, e.g. fields: {source: [client_ip]}", "fields is empty")
+		if len(in.Fields) == 0 && in.Preset == "" {
+			bad(p("inputs", i), "map at least one slot, e.g. fields: {source: [client_ip]}, or name a preset", "neither fields nor preset")
 		}
-		m := fields.Merge(mapping(p("inputs", i, "fields"), in.Fields), s.mapping)
-		s.inputs = append(s.inputs, input{tag: in.Tag, mapping: m})
+		e := input{tag: in.Tag, extra: fields.Merge(mapping(p("inputs", i, "fields"), in.Fields), s.extra)}
+		if in.Preset != "" {
+			pm, err := fields.Preset(in.Preset)
+			if err != nil {
+				bad(p("inputs", i, "preset"), "one or more of "+strings.Join(fields.PresetNames(), ", "), "%v", err)
+			}
+			e.preset, e.hasPreset = pm, true
+		}
+		s.inputs = append(s.inputs, e)
 	}
 	compile := func(name string, in []ExprRule) []program {
 		var out []program
@@ -919,30 +932,54 @@ func (s *Set) Mapping() fields.Mapping {
 	return s.mapping
 }
 
-// Inputs returns the per-tag patterns and their mappings, in order.
-func (s *Set) Inputs() (tags []string, mappings []fields.Mapping) {
+// Extend returns the mapping for records of Fluent Bit tag tag when base
+// is the mapping the plugin uses without rules (its presets): the keys of
+// the first input matching tag, then the file's fields, then the input's
+// presets if it names any, else base.
+func (s *Set) Extend(base fields.Mapping, tag string) fields.Mapping {
+	if s == nil {
+		return base
+	}
+	for i := range s.inputs {
+		if in := &s.inputs[i]; MatchTag(in.tag, tag) {
+			return in.over(base)
+		}
+	}
+	return fields.Merge(s.extra, base)
+}
+
+// Extra returns the keys of the file's fields section alone (nothing for a
+// nil Set); fields.Merge(s.Extra(), base) is the mapping of records that
+// match no input.
+func (s *Set) Extra() fields.Mapping {
+	if s == nil {
+		return fields.Mapping{}
+	}
+	return s.extra
+}
+
+func (in *input) over(base fields.Mapping) fields.Mapping {
+	if in.hasPreset {
+		base = in.preset
+	}
+	return fields.Merge(in.extra, base)
+}
+
+// Inputs returns the per-tag patterns and their mappings over base (as
+// Extend gives them), in order.
+func (s *Set) Inputs(base fields.Mapping) (tags []string, mappings []fields.Mapping) {
 	if s == nil {
 		return nil, nil
 	}
-	for _, in := range s.inputs {
-		tags = append(tags, in.tag)
-		mappings = append(mappings, in.mapping)
+	for i := range s.inputs {
+		tags = append(tags, s.inputs[i].tag)
+		mappings = append(mappings, s.inputs[i].over(base))
 	}
 	return tags, mappings
 }
 
-// MappingFor returns the mapping for chunks tagged tag: the first matching
-// input's, else Mapping().
-func (s *Set) MappingFor(tag string) fields.Mapping {
-	if s != nil {
-		for _, in := range s.inputs {
-			if MatchTag(in.tag, tag) {
-				return in.mapping
-			}
-		}
-	}
-	return s.Mapping()
-}
+// MappingFor is Extend over the built-in Zeek and ECS presets.
+func (s *Set) MappingFor(tag string) fields.Mapping { return s.Extend(fields.Default(), tag) }
 
 // MatchTag reports whether a Fluent Bit tag matches pattern, where "*"
 // matches any run of characters (as in an output's Match). It allocates

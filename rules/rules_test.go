@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,6 +61,18 @@ func TestGoodFile(t *testing.T) {
 	}
 	if z := s.MappingFor("zeek.http"); z[fields.Src][0] != "client_addr" {
 		t.Fatalf("unmatched tag gets %v", z)
+	}
+	// Extend builds on the plugin's presets; an input's own preset replaces them.
+	base := fields.Zeek()
+	if e := s.Extend(base, "zeek.http"); e[fields.Src][0] != "client_addr" || e[fields.Src][1] != "id.orig_h" || len(e[fields.Src]) != 2 {
+		t.Fatalf("Extend(zeek) = %v", e[fields.Src])
+	}
+	ps := mustParse(t, "version: 1\ninputs:\n  - tag: fw.*\n    preset: ecs\n")
+	if e := ps.Extend(base, "fw.pfsense"); e[fields.Src][0] != "source.ip" || slices.Contains(e[fields.Src], "id.orig_h") {
+		t.Fatalf("input preset: %v", e[fields.Src])
+	}
+	if e := ps.Extend(base, "zeek.conn"); e[fields.Src][0] != "id.orig_h" {
+		t.Fatalf("other tag: %v", e[fields.Src])
 	}
 	if len(s.Warnings()) != 1 || s.Warnings()[0].Line != 11 {
 		t.Fatalf("warnings %v, want the expired entry on line 11", s.Warnings())
@@ -243,4 +256,43 @@ suppress:
 			_ = sink
 		})
 	}
+}
+
+// TestListFirstMatch: the first entry in file order that is in force and
+// covers the flow decides, whether it is found by name or by scan.
+func TestListFirstMatch(t *testing.T) {
+	s := mustParse(t, `version: 1
+allow:
+  - destination: "*.example.com"
+    source: 10.1.0.0/16
+    reason: one
+  - destination: a.b.example.com
+    reason: two
+  - destination: "*.b.example.com"
+    reason: three
+    expires: 2020-01-01
+  - source: 10.2.0.0/16
+    reason: four
+  - destination: 203.0.113.0/24
+    reason: five
+  - destination: "*.b.example.com"
+    reason: six
+`)
+	f := func(src, dst, want string) {
+		t.Helper()
+		why, ok := s.Allowed(src, dst, day)
+		if want == "" && ok || want != "" && why != want {
+			t.Fatalf("Allowed(%s, %s) = %q %v, want %q", src, dst, why, ok, want)
+		}
+	}
+	f("10.1.0.1", "a.b.example.com", "one")
+	f("10.3.0.1", "a.b.example.com", "two")
+	f("10.3.0.1", "x.b.example.com", "six") // three has expired
+	f("10.2.0.1", "x.b.example.com", "four")
+	f("10.1.0.1", "example.com", "one")
+	f("10.3.0.1", "example.com", "")
+	f("10.3.0.1", "b.example.com", "six")
+	f("10.3.0.1", "203.0.113.9:443", "five")
+	f("10.3.0.1", "a.b.example.com.evil", "")
+	f("10.3.0.1", "xa.b.example.com", "six")
 }

@@ -40,6 +40,7 @@ type Stats struct {
 	BadFields     int64 // fields of the wrong type
 	GroupMarkers  int64
 	Detector      detect.Stats
+	Rules         rules.WatchStats // zero without a rules file
 	Cache         cache.Stats
 	AlertsSpooled int64
 	AlertsDropped int64 // alerts lost because the memory buffer overflowed
@@ -53,7 +54,9 @@ type Instance struct {
 	store *cache.Store
 	det   *detect.Detector
 	rules atomic.Pointer[rules.Set]
-	keys  *chunk.KeySet
+	watch *rules.Watcher // nil without a rules file
+	base  fields.Mapping // the presets' mapping, which the rules extend
+	keys  atomic.Pointer[keyTable]
 	sink  *spoolSink
 	pool  sync.Pool
 
@@ -70,22 +73,18 @@ type flushState struct {
 // rules, opens the spool and starts the spool writer.
 func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 	in := &Instance{cfg: cfg, log: log}
-	var rs *rules.Set
 	if cfg.RulesFile != "" {
-		var err error
-		if rs, err = rules.Load(cfg.RulesFile); err != nil {
+		w, err := rules.NewWatcher(cfg.RulesFile, &in.rules, rules.WatchOptions{OnResult: in.logReload})
+		if err != nil {
 			return nil, err
 		}
-		in.rules.Store(rs)
+		in.watch = w
 	}
-	mapping, err := fields.Preset(cfg.Preset)
-	if err != nil {
+	var err error
+	if in.base, err = fields.Preset(cfg.Preset); err != nil {
 		return nil, err
 	}
-	if rs != nil { // the rules' keys first, then the preset's
-		mapping = fields.Merge(rs.Mapping(), mapping)
-	}
-	in.keys = chunk.NewKeySet(mapping.Slots())
+	in.keysFor(in.rules.Load())
 	store, err := cache.New(cache.Config{MaxBytes: cfg.MaxMemory, MaxFuture: cfg.MaxFuture})
 	if err != nil {
 		return nil, err
@@ -111,6 +110,12 @@ func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 		return nil, err
 	}
 	in.store = store
+	if in.watch != nil {
+		if err := in.watch.Start(); err != nil {
+			log.Warn("%v", err)
+		}
+		log.Info("rules %s: version %s (%s)", cfg.RulesFile, in.rules.Load().Version(), in.rules.Load().Counts())
+	}
 	in.pool.New = func() any {
 		return &flushState{ev: chunk.Event{Fields: make([]chunk.Value, fields.NumSlots)}, buf: make([]byte, 0, 256)}
 	}
@@ -125,7 +130,7 @@ func (in *Instance) Flush(data []byte, tag string) int {
 	in.chunks.Add(1)
 	st := in.pool.Get().(*flushState)
 	r := chunk.GetReader()
-	r.Reset(data, in.keys, fields.NumSlots)
+	r.Reset(data, in.keysFor(in.rules.Load()).forTag(tag), fields.NumSlots)
 	for r.Next(&st.ev) {
 		st.fe.Reset()
 		skip := false
@@ -197,7 +202,7 @@ func (in *Instance) Stats() Stats {
 	return Stats{
 		Chunks: in.chunks.Load(), BadChunks: in.badChunks.Load(), BadEvents: in.badEvents.Load(),
 		BadFields: in.badFields.Load(), GroupMarkers: in.groups.Load(),
-		Detector: in.det.Stats(), Cache: in.store.Stats(),
+		Detector: in.det.Stats(), Cache: in.store.Stats(), Rules: in.rulesStats(),
 		AlertsSpooled: in.sink.spooled.Load(), AlertsDropped: in.sink.dropped.Load(), SpoolErrors: in.sink.errors.Load(),
 	}
 }
@@ -205,6 +210,9 @@ func (in *Instance) Stats() Stats {
 // Close scores every tracked flow one last time, writes pending alerts to
 // the spool and releases everything. Call it after the last Flush returned.
 func (in *Instance) Close() {
+	if in.watch != nil {
+		in.watch.Stop()
+	}
 	in.det.Sweep()
 	in.sink.close()
 	s := in.Stats()
