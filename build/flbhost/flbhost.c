@@ -73,14 +73,15 @@
  *   flbhost: rc_ok=A rc_retry=B rc_error=C rc_other=D        (rc_other is the part
  *                                                            of rc_error that was
  *                                                            not 0, 1 or 2)
- *   flbhost: flushes=N bytes=B records=R seconds=S
+ *   flbhost: flushes=N bytes=B records=R seconds=S cpu_seconds=C
  *   flbhost: holding                                         (with -x)
  *   flbhost: released by=stdin|eof|SIGUSR1|SIGTERM|SIGINT     (with -x)
  *   flbhost: exit instance=NAME.N func=FLBPluginExitCtx|FLBPluginExit|none rc=RC
  *   flbhost: unregister
  *   flbhost: done status=S
  * "records" counts the top-level msgpack objects of the chunks flushed (group
- * markers included); "seconds" is the CLOCK_MONOTONIC time of the flush phase.
+ * markers included); "seconds" is the CLOCK_MONOTONIC time of the flush phase,
+ * "cpu_seconds" the CPU time (user + system, all threads) the process used in it.
  * Diagnostics go to stderr prefixed "flbhost: ".
  *
  * Exit status: 0 when the plugin registered, every instance initialised and
@@ -103,6 +104,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <ucontext.h>
@@ -366,6 +368,18 @@ static int parse_long(const char *s, long min, long max, long *out)
     }
     *out = v;
     return 0;
+}
+
+/* CPU time (user + system, every thread) of the process so far. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 +
+           (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
 }
 
 static double now_seconds(void)
@@ -1071,7 +1085,7 @@ static void *engine_main(void *arg)
     struct pool *pools = NULL;
     struct coro_stacks s;
     size_t i, j, npools = 0;
-    double t0, t1;
+    double t0, t1, c0, c1;
     long r;
 
     *status = 0;
@@ -1110,6 +1124,7 @@ static void *engine_main(void *arg)
     /* Worker pools, one per instance with workers > 0. */
     pools = xcalloc(cfg.ninstances ? cfg.ninstances : 1, sizeof(*pools));
     t0 = now_seconds();
+    c0 = cpu_seconds();
     for (i = 0; i < cfg.ninstances; i++) {
         struct instance *ins = &cfg.instances[i];
         struct pool *p;
@@ -1160,13 +1175,14 @@ static void *engine_main(void *arg)
     }
     free(pools);
     t1 = now_seconds();
+    c1 = cpu_seconds();
 
     printf("%s: rc_ok=%llu rc_retry=%llu rc_error=%llu rc_other=%llu\n", prog,
            (unsigned long long) st_ok, (unsigned long long) st_retry,
            (unsigned long long) st_error, (unsigned long long) st_other);
-    printf("%s: flushes=%llu bytes=%llu records=%llu seconds=%.6f\n", prog,
+    printf("%s: flushes=%llu bytes=%llu records=%llu seconds=%.6f cpu_seconds=%.6f\n", prog,
            (unsigned long long) st_flushes, (unsigned long long) st_bytes,
-           (unsigned long long) st_records, t1 - t0);
+           (unsigned long long) st_records, t1 - t0, c1 - c0);
     if (__atomic_load_n(&sig_term, __ATOMIC_SEQ_CST)) {
         fprintf(stderr, "%s: %s received: stopping\n", prog,
                 signame(__atomic_load_n(&sig_term, __ATOMIC_SEQ_CST)));

@@ -160,8 +160,9 @@ type Result struct {
 	// FlushCount, Bytes and Records total the flushes made; Records
 	// counts top-level msgpack objects (group markers included).
 	FlushCount, Bytes, Records int64
-	// Seconds is the wall time of the flush phase.
-	Seconds float64
+	// Seconds is the wall time of the flush phase, CPUSeconds the CPU
+	// time (user + system, all threads) the host process used in it.
+	Seconds, CPUSeconds float64
 	// Released says what ended a hold (stdin, eof, SIGUSR1, SIGTERM...).
 	Released string
 	// Done says the host reached its final line; Status is its status.
@@ -412,6 +413,7 @@ func ParseOutput(out string) *Result {
 			kv := kvs(rest)
 			res.FlushCount, res.Bytes, res.Records = atoi64(kv["flushes"]), atoi64(kv["bytes"]), atoi64(kv["records"])
 			res.Seconds, _ = strconv.ParseFloat(kv["seconds"], 64)
+			res.CPUSeconds, _ = strconv.ParseFloat(kv["cpu_seconds"], 64)
 		}
 	}
 	return res

@@ -90,9 +90,6 @@ func (ks *KeySet) Slots() int {
 	return ks.slots
 }
 
-// mayMatch reports whether path may be a key: false for most unwanted keys.
-func (ks *KeySet) mayMatch(path []byte) bool { return ks.keyHead[sig(path)] != 0 }
-
 // Match implements Matcher: it returns the slot of path and the position of
 // path in that slot's alias list, or -1. A nil KeySet matches nothing.
 func (ks *KeySet) Match(path []byte) (slot, rank int) {

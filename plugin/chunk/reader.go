@@ -450,9 +450,10 @@ func readExt(b []byte) (typ int8, data, o []byte, err error) {
 
 // readBody reads the n key/value pairs of the body map at the start of b into
 // f. This loop handles the top level, where the path is the key itself. It is
-// the hot path: fixstr keys are sliced and the common unwanted scalars
-// (fixint, fixstr, str8) skipped inline, without a call, which the profile
-// asked for; everything else goes through msgp's readers.
+// the hot path: fixstr keys are sliced, each scalar's key looked up once,
+// and the common unwanted scalars (fixint, fixstr, str8) skipped inline,
+// without a call, which the profile asked for; everything else goes
+// through msgp's readers.
 func (r *Reader) readBody(b []byte, n uint32, f []Value) ([]byte, error) {
 	if len(f) == 0 || r.m == nil {
 		return skipN(b, 2*uint64(n))
@@ -472,8 +473,17 @@ func (r *Reader) readBody(b []byte, n uint32, f []Value) ([]byte, error) {
 				continue // not a string key: the pair was skipped
 			}
 		}
-		if ks != nil && len(b) > 0 && !isMap(b[0]) && !ks.mayMatch(key) {
-			// Unwanted scalar (the filter has no false negatives).
+		if ks != nil && len(b) > 0 && !isMap(b[0]) {
+			// A scalar: one KeySet lookup (most unwanted keys stop at an
+			// empty bucket), then the value read or skipped inline.
+			slot, rank := ks.Match(key)
+			var err error
+			if uint(slot) < uint(len(f)) {
+				if b, err = r.readValue(b, &f[slot], slot, rank); err != nil {
+					return b, err
+				}
+				continue
+			}
 			lead := b[0]
 			switch {
 			case lead < 0x80 || lead >= 0xe0: // fixint
@@ -492,7 +502,6 @@ func (r *Reader) readBody(b []byte, n uint32, f []Value) ([]byte, error) {
 					}
 				}
 			}
-			var err error
 			if b, err = skipValue(b); err != nil {
 				return b, err
 			}
@@ -645,9 +654,12 @@ func (r *Reader) readNested(b []byte, n uint32, plen int, f []Value) ([]byte, er
 // readValue decodes the value at the start of b into v unless v already holds
 // a value of a better rank; unsupported types are skipped and leave v alone.
 func (r *Reader) readValue(b []byte, v *Value, slot, rank int) ([]byte, error) {
-	t := msgp.NextType(b)
+	if len(b) == 0 {
+		return b, msgp.ErrShortBytes
+	}
+	lead := b[0]
 	switch {
-	case t == msgp.NilType:
+	case lead == 0xc0: // nil
 		rank = nilRank
 	case rank >= nilRank:
 		rank = nilRank - 1
@@ -655,8 +667,40 @@ func (r *Reader) readValue(b []byte, v *Value, slot, rank int) ([]byte, error) {
 		rank = math.MinInt32
 	}
 	if v.Kind != KindNone && int32(rank) >= r.rank[slot] {
-		return skipN(b, 1) // first of equal rank wins
+		return skipValue(b) // first of equal rank wins
 	}
+	// The common encodings of wanted values first, without a call; the
+	// rest through msgp's readers.
+	switch {
+	case lead&0xe0 == 0xa0: // fixstr
+		if n := 1 + int(lead&0x1f); n <= len(b) {
+			*v = Value{Kind: KindStr, Str: b[1:n:n]}
+			r.rank[slot] = int32(rank)
+			return b[n:], nil
+		}
+		return b, msgp.ErrShortBytes
+	case lead == 0xd9: // str8
+		if len(b) >= 2 {
+			if n := 2 + int(b[1]); n <= len(b) {
+				*v = Value{Kind: KindStr, Str: b[2:n:n]}
+				r.rank[slot] = int32(rank)
+				return b[n:], nil
+			}
+		}
+		return b, msgp.ErrShortBytes
+	case lead < 0x80: // positive fixint
+		*v = Value{Kind: KindUint, Uint: uint64(lead)}
+		r.rank[slot] = int32(rank)
+		return b[1:], nil
+	case lead == 0xcb: // float64
+		if len(b) >= 9 {
+			*v = Value{Kind: KindFloat, Float: math.Float64frombits(binary.BigEndian.Uint64(b[1:9]))}
+			r.rank[slot] = int32(rank)
+			return b[9:], nil
+		}
+		return b, msgp.ErrShortBytes
+	}
+	t := msgp.NextType(b)
 	var o []byte
 	var err error
 	switch t {
