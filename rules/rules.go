@@ -13,6 +13,7 @@ package rules
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -535,6 +537,7 @@ func Parse(b []byte) (*Set, error) {
 		}
 	}
 	if len(el.Errs) > 0 {
+		slices.SortStableFunc(el.Errs, func(a, b Error) int { return cmp.Or(a.Line-b.Line, a.Column-b.Column) })
 		return nil, el
 	}
 	return s, nil
@@ -582,8 +585,8 @@ func yamlHint(msg string) string {
 		return "a mapping is given where a single value or list belongs"
 	case strings.Contains(msg, "cannot unmarshal"):
 		return "the value has the wrong type; see docs/rules.md"
-	case strings.Contains(msg, "tab"):
-		return "indent with spaces, not tabs"
+	case strings.Contains(msg, "tab"), strings.Contains(msg, "cannot start any token"):
+		return "indent with spaces, not tabs; quote values that start with @, ` or %"
 	case strings.Contains(msg, "already defined"):
 		return "a key appears twice in the same mapping"
 	}
