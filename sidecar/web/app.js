@@ -22,7 +22,8 @@ function heatmapSpec(matrix) {
   const values = matrix.map((n, i) => ({ h: Math.floor(i / 60), m: i % 60, n: n }));
   return {
     $schema: "https://vega.github.io/schema/vega/v5.json",
-    width: 60 * CELL_W, height: 24 * CELL_H, padding: 4, autosize: "none",
+    width: 60 * CELL_W, height: 24 * CELL_H, autosize: "none",
+    padding: { left: 48, top: 36, right: 8, bottom: 4 }, // room for the axes
     data: [{ name: "cells", values: values }],
     scales: [
       { name: "x", type: "band", domain: { signal: "sequence(60)" }, range: "width", paddingInner: 0 },
@@ -35,7 +36,7 @@ function heatmapSpec(matrix) {
       { orient: "left", scale: "y", title: "hour (UTC)", values: [0, 6, 12, 18, 23], labelFontSize: 9 },
     ],
     marks: [{
-      type: "rect", name: "cells", from: { data: "cells" },
+      type: "rect", name: "cellmarks", from: { data: "cells" },
       encode: { enter: {
         x: { scale: "x", field: "m" }, width: { value: CELL_W - 1 },
         y: { scale: "y", field: "h" }, height: { value: CELL_H - 1 },
@@ -73,6 +74,10 @@ async function drawAlert(container, a) {
   field(dl, "host", a.host && [a.host.name, a.host.owner, a.host.criticality].filter(Boolean).join(" / "));
   field(dl, "threat", a.threat && (a.threat.indicator || []).join(", "));
   field(dl, "rule", a.rule && a.rule.name);
+  field(dl, "tags", (a.tags || []).join(", "));
+  const bg = a.beacongrid || {};
+  field(dl, "destination first seen", bg.destination_first_seen);
+  field(dl, "sources alerting on it", bg.destination_sources);
   const hm = document.createElement("div");
   hm.className = "heatmap";
   hm.dataset.id = a.event && a.event.id;
@@ -85,9 +90,10 @@ async function drawAlert(container, a) {
   }
   const view = new vega.View(vega.parse(heatmapSpec(b.matrix)), { renderer: "svg", container: hm, hover: true });
   await view.runAsync();
-  const box = hm.querySelector("svg").getBoundingClientRect();
-  const o = view.origin();
-  hm.dataset.plot = [box.left + window.scrollX + o[0], box.top + window.scrollY + o[1]].join(",");
+  // The page coordinates of minute 00:00's cell: the plot's origin, for
+  // tests and tools that read the picture.
+  const c0 = hm.querySelector('path[aria-label^="h=0 m=0 "]').getBoundingClientRect();
+  hm.dataset.plot = [c0.left + window.scrollX, c0.top + window.scrollY].join(",");
   hm.dataset.cell = CELL_W + "," + CELL_H;
 }
 
