@@ -206,7 +206,11 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 	if err != nil {
 		return nil, nil, buf, false
 	}
-	buf = a.WithZone("").AppendTo(buf[:0])
+	if a.Is4() {
+		buf = append(buf[:0], e.Src...) // netip accepts only canonical IPv4 text
+	} else {
+		buf = a.WithZone("").AppendTo(buf[:0])
+	}
 	n := len(buf)
 	d := cleanDomain(e.Domain)
 	if len(d) == 0 && len(e.URL) > 0 {
@@ -237,7 +241,11 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		if err != nil {
 			return nil, nil, buf, false
 		}
-		buf = netip.AddrPortFrom(ip.WithZone(""), uint16(port)).AppendTo(buf)
+		if ip.Is4() {
+			buf = strconv.AppendUint(append(append(buf, ipText...), ':'), uint64(uint16(port)), 10)
+		} else {
+			buf = netip.AddrPortFrom(ip.WithZone(""), uint16(port)).AppendTo(buf)
+		}
 	}
 	return buf[:n:n], buf[n:], buf, true
 }

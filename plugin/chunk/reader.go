@@ -774,8 +774,18 @@ func isMap(lead byte) bool { return lead&0xf0 == 0x80 || lead == 0xde || lead ==
 // isArray reports whether lead is the first byte of an array.
 func isArray(lead byte) bool { return lead&0xf0 == 0x90 || lead == 0xdc || lead == 0xdd }
 
-// skipValue skips one msgpack object at the start of b: scalars with
-// msgp.Skip (fixint and fixstr inline), containers with skipN.
+// fixedSize is the encoded size of the fixed-width types by first byte: nil,
+// bool, floats and sized integers; 0 for others.
+var fixedSize = [256]uint8{
+	0xc0: 1, 0xc2: 1, 0xc3: 1,
+	0xca: 5, 0xcb: 9,
+	0xcc: 2, 0xcd: 3, 0xce: 5, 0xcf: 9,
+	0xd0: 2, 0xd1: 3, 0xd2: 5, 0xd3: 9,
+}
+
+// skipValue skips one msgpack object at the start of b: containers with
+// skipN, the common scalars (fixint, str up to 64 KiB, fixed-width numbers,
+// nil, bool) inline, the rest with msgp.Skip.
 func skipValue(b []byte) ([]byte, error) {
 	if len(b) == 0 {
 		return b, msgp.ErrShortBytes
@@ -798,6 +808,19 @@ func skipValue(b []byte) ([]byte, error) {
 		return b, msgp.ErrShortBytes
 	case isMap(lead) || isArray(lead):
 		return skipN(b, 1)
+	case lead == 0xda: // str16
+		if len(b) >= 3 {
+			if n := 3 + int(binary.BigEndian.Uint16(b[1:])); n <= len(b) {
+				return b[n:], nil
+			}
+		}
+		return b, msgp.ErrShortBytes
+	}
+	if n := fixedSize[lead]; n > 0 {
+		if int(n) <= len(b) {
+			return b[n:], nil
+		}
+		return b, msgp.ErrShortBytes
 	}
 	o, err := msgp.Skip(b)
 	if err != nil {
