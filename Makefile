@@ -75,3 +75,33 @@ fmt:
 
 clean:
 	rm -rf $(BIN) $(OUT)
+
+# ---- evaluation (issue 3): held-out simulated days and the real CTU captures ----
+# `make eval` writes $(OUT)/eval/report.md: beacongrid and the RITA-style
+# baseline side by side. The seeds are not in TRAIN_SEEDS.
+EVAL_DATA ?= ../shared/data
+EVAL_SIMS ?= 20261125:150:5 901:250:15 902:150:15
+eval: $(BIN)/beacongrid
+	@mkdir -p $(OUT)/eval
+	set -e; dirs=; for s in $(EVAL_SIMS); do IFS=: read seed hosts rate <<< "$$s"; \
+		d=$(OUT)/eval/sim-$$seed-$$hosts-hosts; \
+		$(BIN)/beacongrid simulate --hosts $$hosts --days 1 --seed $$seed --c2-per-100 $$rate --out $$d >/dev/null; \
+		dirs="$$dirs $$d"; done; \
+	$(BIN)/beacongrid eval --out $(OUT)/eval/report.md --command "make eval" $$dirs \
+		$(EVAL_DATA)/ctu-kovter-219-2 $(EVAL_DATA)/ctu-normal-40-day1
+
+.PHONY: eval bench-score
+
+# Scoring throughput (features + inference per flow, one core).
+bench-score:
+	$(GO) test -run '^$$' -bench 'FeaturesAndPredict|DetectorScore' -benchtime 3s -cpu 1 ./detect
+
+# ---- plugin hot path benchmark (docs/benchmarks.md, "Plugin hot path") ----
+# out_beacongrid.so against the same counting on fluent-bit-go's decoder,
+# side by side through the C host on real Zeek http records, pinned to one
+# core; then the in-process flush benchmark (allocations per flush).
+.PHONY: bench-plugin
+bench-plugin: $(BIN)/out_beacongrid.so $(BIN)/flbhost
+	BEACONGRID_BENCH_PLUGIN=1 BEACONGRID_BIN=$(abspath $(BIN)) taskset -c 0 \
+		$(GO) test -count=1 -run '^TestPluginBenchmark$$' -v ./test/plugin
+	taskset -c 0 $(GO) test -count=1 -run '^$$' -bench '^BenchmarkFlush' -benchmem -cpu 1 ./plugin/instance

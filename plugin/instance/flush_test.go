@@ -1,0 +1,325 @@
+package instance
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beacongrid/beacongrid/fields"
+	"github.com/beacongrid/beacongrid/internal/flbtest"
+)
+
+// zeekHTTP returns n Zeek http records of 15 fields each, spread over
+// hosts sources and domains destinations, in the hour before now.
+func zeekHTTP(n, hosts, domains int, now time.Time) []flbtest.Event {
+	evs := make([]flbtest.Event, n)
+	start := now.Add(-time.Hour)
+	for i := range evs {
+		ts := start.Add(time.Duration(i) * time.Hour / time.Duration(n))
+		evs[i] = flbtest.Event{Time: ts, Record: map[string]any{
+			"ts":                float64(ts.UnixMicro()) / 1e6,
+			"uid":               "CHhAvVGS1DHFjwGM9" + strconv.Itoa(i%10),
+			"id.orig_h":         fmt.Sprintf("10.%d.%d.%d", i%hosts/65536, i%hosts/256%256, i%hosts%256),
+			"id.orig_p":         49152 + i%16384,
+			"id.resp_h":         fmt.Sprintf("203.0.113.%d", i%domains%250),
+			"id.resp_p":         80,
+			"trans_depth":       1,
+			"method":            "GET",
+			"host":              fmt.Sprintf("cdn%d.example.com", i%domains),
+			"uri":               "/api/v2/updates/check?client=" + strconv.Itoa(i%97),
+			"version":           "1.1",
+			"user_agent":        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36",
+			"request_body_len":  0,
+			"response_body_len": 1432 + i%500,
+			"status_code":       200,
+		}}
+	}
+	return evs
+}
+
+// BenchmarkFlush measures the whole flush path of one instance (decode, map
+// fields, flow key, count; scoring is a stand-in model) on a chunk of 1000
+// Zeek http records over 500 flows. The chunk is flushed again each
+// iteration, so the flows are established and counting dominates.
+//
+//	go test -run '^$' -bench Flush -benchmem -cpuprofile cpu.out ./plugin/instance
+func BenchmarkFlush(b *testing.B) {
+	in, _ := newInstanceTB(b)
+	defer in.Close()
+	const records = 1000
+	data, err := flbtest.EncodeChunk(zeekHTTP(records, 100, 5, time.Now()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in.Flush(data, "zeek.http")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if rc := in.Flush(data, "zeek.http"); rc != FLBOK {
+			b.Fatal(rc)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(records*b.N), "ns/record")
+	if got := in.Stats().Detector.Events; got < int64(records)*int64(b.N) {
+		b.Fatalf("%d events observed, want >= %d", got, records*b.N)
+	}
+}
+
+// BenchmarkFlushZeekHTTP is BenchmarkFlush on 1000 real Zeek http records
+// (../shared/data, ~17 fields each) scored by the embedded model: the
+// in-process twin of make bench-plugin.
+func BenchmarkFlushZeekHTTP(b *testing.B) {
+	var recs []map[string]any
+	for _, f := range []string{"ctu-normal-40-day1/http.log.labeled", "ctu-kovter-219-2/http.log.labeled"} {
+		r, err := flbtest.ReadZeekTSV(filepath.Join("../../../shared/data", f), 1000-len(recs), "label", "detailedlabel")
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs = append(recs, r...)
+	}
+	data, err := flbtest.EncodeChunk(flbtest.Rebase(recs, time.Now(), time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := ParseConfig(MapGetter{"spool_dir": b.TempDir()}, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := LoadModel(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := New(cfg, NewLogger("bench"), m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	in.Flush(data, "zeek.http")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		in.Flush(data, "zeek.http")
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(recs)*b.N), "ns/record")
+	if got := in.Stats().Detector.Events; got != int64(len(recs))*int64(b.N+1) {
+		b.Fatalf("%d events observed, want %d", got, len(recs)*(b.N+1))
+	}
+}
+
+func newInstanceTB(tb testing.TB) (*Instance, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	cfg, err := ParseConfig(MapGetter{"spool_dir": dir}, "bench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in, err := New(cfg, NewLogger("bench"), regularModel{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return in, dir
+}
+
+// flowKeys stands in for the detector: it makes each event's flow key (the
+// last step before the cache) and counts the flows it could make.
+type flowKeys struct{ flows, skipped int }
+
+func (k *flowKeys) Observe(e *fields.Event, buf []byte) []byte {
+	_, _, buf, ok := e.Flow(buf)
+	if ok {
+		k.flows++
+	} else {
+		k.skipped++
+	}
+	return buf
+}
+
+// The plugin's own part of a flush (read the chunk in place, map the
+// fields, make the flow key) allocates nothing at all, whatever the chunk
+// holds: Zeek http records, flat or nested, with every timestamp encoding.
+func TestFlushDecodeAllocatesNothing(t *testing.T) {
+	in, _ := newInstance(t)
+	defer in.Close()
+	keys := &flowKeys{}
+	in.obs = keys
+	evs := zeekHTTP(1000, 100, 5, time.Now())
+	for _, opts := range [][]flbtest.ChunkOption{
+		nil,
+		{flbtest.WithFormat(flbtest.FormatLegacy), flbtest.WithTimeFormat(flbtest.TimeInt)},
+		{flbtest.WithFixArray(), flbtest.WithBinKeys(), flbtest.WithTimeFormat(flbtest.TimeFloat)},
+	} {
+		data := encode(t, evs, opts...)
+		in.Flush(data, "zeek.http")
+		keys.flows = 0
+		n := testing.AllocsPerRun(20, func() { in.Flush(data, "zeek.http") })
+		if keys.flows != 21*1000 || keys.skipped != 0 {
+			t.Fatalf("%d flow keys made in 21 flushes of 1000 records (%d skipped)", keys.flows, keys.skipped)
+		}
+		if n != 0 {
+			t.Fatalf("%v allocations per flush of 1000 records, want 0", n)
+		}
+	}
+}
+
+// A whole flush, counting into the cache, allocates nothing per record but
+// what ristretto's access buffer costs: Store.Observe looks each flow up
+// with ristretto's Get, which batches the keys it sees in stripes of 64
+// and, when its policy goroutine takes a full stripe, allocates the next
+// one (a slice, and the stripe itself when its pool was emptied by a GC).
+// So a run measures from 0 to about 2 per 64 records depending on whether
+// that goroutine got a core; the bound is that and a few per flush.
+func TestFlushAllocationsPerRecord(t *testing.T) {
+	in, _ := newInstance(t)
+	defer in.Close()
+	data := encode(t, zeekHTTP(1000, 100, 5, time.Now()))
+	in.Flush(data, "zeek.http")
+	before := in.Stats().Detector.Events
+	n := testing.AllocsPerRun(20, func() { in.Flush(data, "zeek.http") })
+	if got := in.Stats().Detector.Events - before; got != 21*1000 {
+		t.Fatalf("%d events observed in 21 flushes of 1000, want 21000", got)
+	}
+	t.Logf("%.1f allocations per flush of 1000 records (%.4f per record)", n, n/1000)
+	if limit := 2*1000.0/64 + 4; n > limit {
+		t.Fatalf("%v allocations per flush of 1000 records, want <= %.0f", n, limit)
+	}
+}
+
+// corpus returns the fuzz corpus of the chunk reader.
+func corpus(t *testing.T) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob("../chunk/testdata/fuzz/FuzzReader/*")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no fuzz corpus: %v", err)
+	}
+	out := make(map[string][]byte, len(paths))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitN(string(b), "\n", 3)
+		if len(lines) < 2 || lines[0] != "go test fuzz v1" {
+			t.Fatalf("%s: not a corpus file", p)
+		}
+		v := strings.TrimSpace(lines[1])
+		v = strings.TrimSuffix(strings.TrimPrefix(v, "[]byte("), ")")
+		s, err := strconv.Unquote(v)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		out[filepath.Base(p)] = []byte(s)
+	}
+	return out
+}
+
+// Every chunk of the fuzz corpus, whole and cut short at every byte (every
+// few bytes for long ones), returns FLB_OK from Flush without a panic.
+func TestFlushFuzzCorpus(t *testing.T) {
+	in, _ := newInstance(t)
+	defer in.Close()
+	chunks := corpus(t)
+	flushes := 0
+	for name, data := range chunks {
+		step := len(data)/64 + 1
+		for cut := len(data); cut >= 0; cut -= step {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("%s cut at %d: panic %v", name, cut, r)
+					}
+				}()
+				if rc := in.Flush(data[:cut:cut], "fuzz"); rc != FLBOK {
+					t.Fatalf("%s cut at %d: rc %d", name, cut, rc)
+				}
+				flushes++
+			}()
+		}
+	}
+	t.Logf("%d corpus chunks, %d flushes", len(chunks), flushes)
+	if st := in.Stats(); st.Chunks != int64(flushes) {
+		t.Fatalf("%d chunks counted, %d flushed", st.Chunks, flushes)
+	}
+}
+
+// A chunk cut short counts exactly the events wholly before the cut: for
+// every cut of a chunk of distinct flows, the counted events are those
+// whose encoding ends at or before the cut.
+func TestFlushCutCountsEventsBeforeCut(t *testing.T) {
+	now := time.Now()
+	evs := zeekHTTP(40, 40, 40, now) // 40 distinct flows
+	var data []byte
+	var ends []int
+	for _, e := range evs {
+		var err error
+		if data, err = flbtest.AppendEvent(data, e); err != nil {
+			t.Fatal(err)
+		}
+		ends = append(ends, len(data))
+	}
+	in, _ := newInstance(t)
+	defer in.Close()
+	for cut := 0; cut <= len(data); cut += 7 {
+		before := in.Stats()
+		in.Flush(data[:cut:cut], "zeek.http")
+		st := in.Stats()
+		want := 0
+		for _, e := range ends {
+			if e <= cut {
+				want++
+			}
+		}
+		events, counted := st.Detector.Events-before.Detector.Events, st.Cache.Counted-before.Cache.Counted
+		if events != int64(want) || counted != int64(want) {
+			t.Fatalf("cut at %d of %d: %d events observed, %d counted, want %d", cut, len(data), events, counted, want)
+		}
+		boundary := cut == 0 || (want > 0 && ends[want-1] == cut)
+		if wantBad := map[bool]int64{true: 0, false: 1}[boundary]; st.BadChunks-before.BadChunks != wantBad {
+			t.Fatalf("cut at %d: bad chunks %d, want %d", cut, st.BadChunks-before.BadChunks, wantBad)
+		}
+	}
+}
+
+// The preset property chooses the record keys: FortiGate records count
+// with preset fortinet and are not understood with the default presets.
+func TestFlushPreset(t *testing.T) {
+	now := time.Now().Add(-time.Hour)
+	var evs []flbtest.Event
+	for i := 0; i < 30; i++ {
+		evs = append(evs, flbtest.Event{Time: now.Add(time.Duration(i) * time.Second), Record: map[string]any{
+			"date": "2026-12-01", "type": "traffic", "srcip": "10.3.0.1", "srcport": 50000 + i, "dstip": "203.0.113.60",
+			"dstport": 443, "hostname": "portal.example.com", "sentbyte": 512, "action": "accept"}})
+	}
+	data := encode(t, evs)
+	for _, tc := range []struct {
+		preset       string
+		counted      int64
+		flows        int64
+		skippedFlows int64
+	}{{"fortinet", 30, 1, 0}, {"", 0, 0, 30}, {"zeek,fortinet", 30, 1, 0}} {
+		cfg, err := ParseConfig(MapGetter{"spool_dir": t.TempDir(), "preset": tc.preset}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := New(cfg, NewLogger("test"), regularModel{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Flush(data, "fortigate")
+		st := in.Stats()
+		in.Close()
+		if st.Cache.Counted != tc.counted || st.Cache.Flows != tc.flows || st.Detector.Skipped != tc.skippedFlows {
+			t.Errorf("preset %q: counted %d in %d flows, %d skipped; want %d in %d, %d skipped",
+				tc.preset, st.Cache.Counted, st.Cache.Flows, st.Detector.Skipped, tc.counted, tc.flows, tc.skippedFlows)
+		}
+	}
+}
