@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -268,5 +269,101 @@ func TestIntegrationRejectedDocument(t *testing.T) {
 	}
 	if _, ok := checkpoint(t, dir); !ok {
 		t.Error("batch with rejected documents not committed")
+	}
+}
+
+// TestIntegrationSetupFallback runs Setup against the real test
+// distribution, which has neither the data stream nor the ILM API: auto
+// falls back to a plain index with a plain template, and asking for a data
+// stream fails with a clear, permanent error.
+func TestIntegrationSetupFallback(t *testing.T) {
+	url, index := itES(t)
+	cfg := testConfig(t.TempDir(), url)
+	cfg.Index = index
+	idx, err := NewESIndexer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idx.Setup(context.Background()); err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	if mode, ilm := idx.Mode(); mode != ModeIndex || ilm {
+		t.Fatalf("mode %s ilm %v on the integ-test distribution, want a plain index without ILM", mode, ilm)
+	}
+	// Repeating Setup is harmless.
+	if err := idx.Setup(context.Background()); err != nil {
+		t.Fatalf("second Setup: %v", err)
+	}
+	var got map[string]struct {
+		Settings struct {
+			Index struct {
+				Hidden  string `json:"hidden"`
+				Refresh string `json:"refresh_interval"`
+			} `json:"index"`
+		} `json:"settings"`
+	}
+	if st := esDo(t, http.MethodGet, url+"/"+index, nil, &got); st != 200 {
+		t.Fatalf("GET %s: HTTP %d", index, st)
+	}
+	if _, ok := got[index]; !ok {
+		t.Fatalf("%s is not a plain index: %v", index, got)
+	}
+	var tmpl struct {
+		IndexTemplates []struct {
+			IndexTemplate map[string]json.RawMessage `json:"index_template"`
+		} `json:"index_templates"`
+	}
+	esDo(t, http.MethodGet, url+"/_index_template/"+index, nil, &tmpl)
+	if len(tmpl.IndexTemplates) != 1 {
+		t.Fatalf("templates: %+v", tmpl)
+	}
+	if _, ds := tmpl.IndexTemplates[0].IndexTemplate["data_stream"]; ds {
+		t.Error("fallback installed a data stream template")
+	}
+	cfg.Target = TargetDataStream
+	idx, _ = NewESIndexer(cfg)
+	err = idx.Setup(context.Background())
+	var re *RequestError
+	if err == nil || !errors.As(err, &re) || !re.Permanent() || !strings.Contains(err.Error(), "no data stream API") {
+		t.Errorf("Setup with target data-stream = %v, want a permanent 'no data stream API' error", err)
+	}
+}
+
+// TestIntegrationEnrichedFieldsMapped indexes an enriched alert into the
+// real cluster and searches on each added field by its mapped type.
+func TestIntegrationEnrichedFieldsMapped(t *testing.T) {
+	url, index := itES(t)
+	dir := t.TempDir()
+	inv := writeFile(t, dir, "assets.csv", "ip,hostname,owner,criticality\n10.0.0.0/24,ws-lan,finance,high\n")
+	ioc := writeFile(t, dir, "intel.txt", "example.net\n")
+	a := testAlert(3)
+	a.Host, a.Threat = nil, nil
+	writeSpool(t, dir, alertLine(t, a))
+	cfg := testConfig(dir, url)
+	cfg.Index = index
+	e, _, err := NewReloader(inv, []string{ioc}, NewSightings(), nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := NewESIndexer(cfg)
+	d := NewDeliverer(cfg, openReader(t, dir), idx, Options{Logger: quietLog(), Enricher: e})
+	if err := d.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	itCount(t, url, index) // refresh
+	for _, q := range []string{
+		`{"query":{"term":{"host.criticality":"high"}}}`,
+		`{"query":{"term":{"threat.indicator":"example.net"}}}`,
+		`{"query":{"range":{"beacongrid.destination_first_seen":{"lte":"2026-03-01T12:00:00Z"}}}}`,
+		`{"query":{"range":{"beacongrid.destination_sources":{"gte":1}}}}`,
+		`{"query":{"term":{"rule.severity":"high"}}}`,
+	} {
+		var c struct {
+			Count int `json:"count"`
+		}
+		esDo(t, http.MethodPost, url+"/"+index+"/_count", []byte(q), &c)
+		if c.Count != 1 {
+			t.Errorf("%s: count %d, want 1", q, c.Count)
+		}
 	}
 }

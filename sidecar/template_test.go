@@ -76,6 +76,7 @@ func TestTemplateMapsEveryAlertField(t *testing.T) {
 	_, root := templateMappings(t, indexTemplate)
 	paths := map[string]reflect.Type{}
 	leafPaths(reflect.TypeOf(alert.Alert{}), "", paths)
+	leafPaths(reflect.TypeOf(Sighting{}), "beacongrid", paths) // added by the Enricher
 	if len(paths) < 38 {
 		t.Fatalf("found only %d alert fields; the walk is broken", len(paths))
 	}
@@ -148,5 +149,44 @@ func TestIndexTemplateUsesIndexName(t *testing.T) {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("key %s lost", k)
 		}
+	}
+}
+
+func TestIndexTemplateDataStreamAndILM(t *testing.T) {
+	body, err := IndexTemplate("beacons", TemplateOptions{DataStream: true, ILMPolicy: "beacons"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		DataStream *struct{} `json:"data_stream"`
+		Template   struct {
+			Settings struct {
+				Index struct {
+					Lifecycle struct {
+						Name string `json:"name"`
+					} `json:"lifecycle"`
+				} `json:"index"`
+			} `json:"settings"`
+		} `json:"template"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.DataStream == nil || raw.Template.Settings.Index.Lifecycle.Name != "beacons" {
+		t.Errorf("data stream template = %s", body)
+	}
+	plain, _ := IndexTemplate("beacons", TemplateOptions{})
+	if strings.Contains(string(plain), "data_stream") || strings.Contains(string(plain), "lifecycle") {
+		t.Errorf("plain template has data stream or ILM settings: %s", plain)
+	}
+	var p struct {
+		Policy struct {
+			Phases map[string]struct {
+				MinAge string `json:"min_age"`
+			} `json:"phases"`
+		} `json:"policy"`
+	}
+	if err := json.Unmarshal(ILMPolicy(90*24*time.Hour), &p); err != nil || p.Policy.Phases["delete"].MinAge != "90d" {
+		t.Errorf("ILM policy: %v %+v", err, p)
 	}
 }
