@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,5 +322,32 @@ func TestFlushPreset(t *testing.T) {
 			t.Errorf("preset %q: counted %d in %d flows, %d skipped; want %d in %d, %d skipped",
 				tc.preset, st.Cache.Counted, st.Cache.Flows, st.Detector.Skipped, tc.counted, tc.flows, tc.skippedFlows)
 		}
+	}
+}
+
+// Fluent Bit "workers N": flushes of one instance run concurrently on
+// several threads; every event is counted exactly once (run with -race to
+// check the sharing too).
+func TestFlushConcurrentWorkers(t *testing.T) {
+	in, _ := newInstance(t)
+	defer in.Close()
+	data := encode(t, zeekHTTP(500, 50, 5, time.Now()))
+	const workers, flushes = 4, 20
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < flushes; i++ {
+				if rc := in.Flush(data, "zeek.http"); rc != FLBOK {
+					t.Errorf("rc %d", rc)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := in.Stats()
+	if want := int64(workers * flushes * 500); st.Detector.Events != want || st.Cache.Counted != want || st.Chunks != workers*flushes {
+		t.Fatalf("events %d counted %d chunks %d, want %d, %d, %d", st.Detector.Events, st.Cache.Counted, st.Chunks, want, want, workers*flushes)
 	}
 }
