@@ -230,7 +230,7 @@ func checkVegaSpec(t *testing.T, id, spec string, root mapping, byID map[string]
 			} `json:"transform"`
 		} `json:"data"`
 		Marks []struct {
-			Type   string `json:"type"`
+			Type   string                `json:"type"`
 			From   struct{ Data string } `json:"from"`
 			Encode struct {
 				Enter map[string]json.RawMessage `json:"enter"`
