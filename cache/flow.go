@@ -80,6 +80,23 @@ func (w *welford) add(n *uint32, x float64) {
 	w.m2 += d * (x - w.mean)
 }
 
+// merge adds the observations of o (count on) to w (count *n).
+func (w *welford) merge(n *uint32, o *welford, on uint32) {
+	if on == 0 {
+		return
+	}
+	if *n == 0 {
+		*w, *n = *o, on
+		return
+	}
+	n1, n2 := float64(*n), float64(on)
+	d := o.mean - w.mean
+	t := n1 + n2
+	w.mean += d * n2 / t
+	w.m2 += o.m2 + d*d*n1*n2/t
+	*n += on
+}
+
 // cv returns the coefficient of variation (std/mean), 0 when undefined.
 func (w *welford) cv(n uint32) float64 {
 	if n < 2 || w.mean <= 0 {
@@ -152,6 +169,11 @@ func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) 
 func (f *Flow) release() (int64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.markReleased()
+}
+
+// markReleased is release with f.mu held.
+func (f *Flow) markReleased() (int64, bool) {
 	for {
 		old := f.state.Load()
 		if old&released != 0 {
@@ -160,6 +182,26 @@ func (f *Flow) release() (int64, bool) {
 		if f.state.CompareAndSwap(old, old|released) {
 			return f.bytes(), true
 		}
+	}
+}
+
+// mergeFrom adds o's counts and statistics to f (both locked): o is an
+// older flow for the same key. The gap between o's newest event and f's
+// oldest is not counted as a gap.
+func (f *Flow) mergeFrom(o *Flow) {
+	if o.empty() {
+		return
+	}
+	o.each(func(abs int32, n uint16) { f.add(abs, n) })
+	if f.events == 0 || o.firstSec < f.firstSec {
+		f.firstSec = o.firstSec
+	}
+	f.lastSec = max(f.lastSec, o.lastSec)
+	f.events += o.events
+	f.gap.merge(&f.gapN, &o.gap, o.gapN)
+	f.size.merge(&f.sizeN, &o.size, o.sizeN)
+	if f.marks == (Marks{}) {
+		f.marks = o.marks
 	}
 }
 

@@ -97,6 +97,7 @@ type Stats struct {
 	Dropped      int64 // refused flows dropped from the pending table
 	Evictions    int64 // admitted flows evicted by ristretto
 	Requeued     int64 // evicted flows kept in the pending table (active, so offered again)
+	Merged       int64 // evicted flows folded into a flow an event started meanwhile
 	HashConflict int64
 	Sources      int64
 	Restored     int64 // flows restored from a snapshot
@@ -113,11 +114,13 @@ type Store struct {
 	pending [shards]pendingShard
 	wm      atomic.Int32 // watermark: newest accepted Unix minute
 	future  atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
+	closing atomic.Bool
 
 	flows, bytes                             atomic.Int64
 	counted, tooOld, tooNew, refused, badIn  atomic.Int64
 	rejections, dropped, evictions, conflict atomic.Int64
 	droppedSets, restored, waits, requeued   atomic.Int64
+	merged                                   atomic.Int64
 }
 
 // pendingShard holds new flows until ristretto admits or refuses them. q
@@ -134,6 +137,7 @@ type pendingShard struct {
 type pendEnt struct {
 	h      uint64
 	events uint32 // the flow's events when it was queued
+	wm     int32  // the watermark when it was queued
 	bytes  int32  // bytes of a requeued flow, counted in pendingShard.bytes
 }
 
@@ -213,7 +217,7 @@ func New(cfg Config) (*Store, error) {
 }
 
 func (s *Store) onEvict(it *ristretto.Item[*Flow]) {
-	if it.Value == nil {
+	if it.Value == nil || s.closing.Load() {
 		return
 	}
 	s.evictions.Add(1)
@@ -221,8 +225,12 @@ func (s *Store) onEvict(it *ristretto.Item[*Flow]) {
 		s.requeued.Add(1)
 		return
 	}
-	s.release(it.Value)
+	if s.release(it.Value) {
+		dbg("evict", it.Value)
+	}
 }
+
+var dbg = func(string, *Flow) {}
 
 func (s *Store) onReject(it *ristretto.Item[*Flow]) {
 	if it.Value == nil {
@@ -236,6 +244,7 @@ func (s *Store) onReject(it *ristretto.Item[*Flow]) {
 // caller of Observe has returned. Close is nil-safe and idempotent.
 func (s *Store) Close() {
 	if s != nil {
+		s.closing.Store(true) // ristretto evicts everything: nothing to keep
 		s.rc.Close()
 	}
 }
@@ -369,7 +378,7 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie
 		if !s.makeRoom(p) {
 			return nil, Refused, true
 		}
-		p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h}
+		p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h, wm: s.wm.Load()}
 		p.n++
 	}
 	if f == nil {
@@ -398,10 +407,13 @@ func (s *Store) offer(h uint64, f *Flow) {
 
 // makeRoom frees a slot of a full pending shard, looking at each queued
 // flow at most once, oldest first. A flow ristretto holds leaves the table;
-// a refused flow with no event since it was queued is dropped and
-// released; a flow in flight or still receiving events is queued again. It
-// reports whether a slot is free.
+// a flow in flight is queued again. A refused flow is queued again if it
+// received an event since it was queued, or was queued less than
+// pendingGrace minutes of event time ago, or (a requeued evicted flow) its
+// newest event is less than requeueIdle minutes old; otherwise it is
+// dropped and released. It reports whether a slot is free.
 func (s *Store) makeRoom(p *pendingShard) bool {
+	wm := s.wm.Load()
 	for tries := p.n; p.n >= s.perPend && tries > 0; tries-- {
 		e := p.q[p.head]
 		p.head = (p.head + 1) % len(p.q)
@@ -412,15 +424,21 @@ func (s *Store) makeRoom(p *pendingShard) bool {
 		}
 		keep := false
 		switch st := f.state.Load(); {
-		case st&released != 0, st == statusAdmitted:
+		case st&released != 0:
 		case s.held(e.h, f):
 		case st == statusInFlight:
 			keep = true
-		default: // refused
-			if ev := f.eventCount(); ev != e.events {
-				keep, e.events = true, ev
-			} else if s.release(f) {
-				s.dropped.Add(1)
+		default: // refused, or marked admitted by a Get that raced with its eviction
+			ev, last := f.activity()
+			switch {
+			case ev != e.events:
+				keep, e.events, e.wm = true, ev, wm
+			case wm-e.wm < pendingGrace, e.bytes > 0 && ev >= requeueEvents && last > wm-requeueIdle:
+				keep = true
+			default:
+				if s.release(f) {
+					s.dropped.Add(1)
+				}
 			}
 		}
 		if keep {
@@ -434,22 +452,26 @@ func (s *Store) makeRoom(p *pendingShard) bool {
 	return p.n < s.perPend
 }
 
+// pendingGrace is how many minutes of event time a refused flow stays
+// pending after its last event (or being queued), at least.
+const pendingGrace = 2
+
 // Requeueing: an evicted flow that was active in the last requeueIdle
-// minutes and has at least requeueEvents events goes back to the pending
-// table with all its counts, as if refused: it is offered to ristretto
-// again on its next event and dropped only if it gets none before its
-// turn in the queue comes. So a flood of one-off flows can push an
-// established flow out of ristretto for a while, but cannot make it lose a
-// count. The pending ring has room for as many requeued flows as new ones,
+// minutes goes back to the pending table with all its counts, as if
+// refused: it is offered to ristretto again on its next event. One with at
+// least requeueEvents events stays there until it has been idle for
+// requeueIdle minutes; others get the pending grace. So a flood of one-off
+// flows can push an established flow out of ristretto for a while, but
+// cannot make it lose a count. The pending ring has room for as many requeued flows as new ones,
 // within the shard's byte reservation.
 const (
-	requeueEvents = 4
+	requeueEvents = 2
 	requeueIdle   = 60
 )
 
 func (s *Store) requeue(h uint64, f *Flow) bool {
 	f.mu.Lock()
-	ok := f.state.Load()&released == 0 && f.events >= requeueEvents && f.last > s.wm.Load()-requeueIdle
+	ok := f.state.Load()&released == 0 && f.last > s.wm.Load()-requeueIdle
 	n, ev := f.bytes(), f.events
 	f.mu.Unlock()
 	if !ok {
@@ -458,19 +480,59 @@ func (s *Store) requeue(h uint64, f *Flow) bool {
 	p := &s.pending[h%shards]
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch cur := p.m[h]; {
-	case cur == f:
+	g := p.m[h]
+	if g == nil {
+		if cur, ok := s.rc.Get(h); ok && cur != f {
+			g = cur
+		}
+	}
+	switch {
+	case g == f: // still queued from its admission
 		f.setStatus(statusRejected)
 		return true
-	case cur != nil, p.n >= len(p.q), p.bytes+n > int64(s.perPend)*pendingSlotBytes:
+	case g != nil && !g.isReleased():
+		// An event arrived between ristretto's eviction and this call,
+		// found no flow and started a new one: fold f into it.
+		s.merge(f, g)
+		return true
+	}
+	// Flows with a single event may use a quarter of the room for requeued
+	// flows, so that a flood of them cannot crowd out established ones.
+	roomN, roomB := len(p.q), int64(s.perPend)*pendingSlotBytes
+	if ev < requeueEvents {
+		roomN, roomB = s.perPend+s.perPend/4, roomB/4
+	}
+	if p.m[h] != nil || p.n >= roomN || p.bytes+n > roomB {
 		return false
 	}
 	p.m[h] = f
-	p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h, events: ev, bytes: int32(n)}
+	p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h, events: ev, wm: s.wm.Load(), bytes: int32(n)}
 	p.n++
 	p.bytes += n
 	f.setStatus(statusRejected)
 	return true
+}
+
+// merge moves f's counts and statistics into g (the newer flow for the
+// same key) and releases f, under both locks, so that an event holding f
+// finds it released and looks up g.
+func (s *Store) merge(f, g *Flow) {
+	f.mu.Lock()
+	defer func() {
+		f.mu.Unlock()
+		s.finishRelease(f)
+	}()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n, ok := f.markReleased()
+	if !ok || g.state.Load()&released != 0 {
+		return
+	}
+	s.bytes.Add(-n)
+	s.merged.Add(1)
+	before := g.bytes()
+	g.mergeFrom(f)
+	s.bytes.Add(g.bytes() - before)
 }
 
 // held reports whether ristretto holds f under h, marking it admitted.
@@ -482,10 +544,11 @@ func (s *Store) held(h uint64, f *Flow) bool {
 	return false
 }
 
-func (f *Flow) eventCount() uint32 {
+// activity returns the flow's event count and newest minute.
+func (f *Flow) activity() (uint32, int32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.events
+	return f.events, f.last
 }
 
 // release stops tracking f; it reports false if f was released already.
@@ -494,10 +557,15 @@ func (s *Store) release(f *Flow) bool {
 	if !ok {
 		return false
 	}
-	s.flows.Add(-1)
 	s.bytes.Add(-n)
-	s.tab.release(f.src, f.dst)
+	s.finishRelease(f)
 	return true
+}
+
+// finishRelease does the accounting of a flow marked released.
+func (s *Store) finishRelease(f *Flow) {
+	s.flows.Add(-1)
+	s.tab.release(f.src, f.dst)
 }
 
 // Snapshot fills v with a copy of f's state over the window ending at the
@@ -563,7 +631,7 @@ func (s *Store) Stats() Stats {
 		Counted: s.counted.Load(), TooOld: s.tooOld.Load(), TooNew: s.tooNew.Load(),
 		Refused: s.refused.Load(), BadInput: s.badIn.Load(),
 		Rejections: s.rejections.Load(), DroppedSets: s.droppedSets.Load(), Dropped: s.dropped.Load(),
-		Evictions: s.evictions.Load(), Requeued: s.requeued.Load(), HashConflict: s.conflict.Load(),
+		Evictions: s.evictions.Load(), Requeued: s.requeued.Load(), Merged: s.merged.Load(), HashConflict: s.conflict.Load(),
 		Sources: int64(s.tab.sources()), Restored: s.restored.Load(), Waits: s.waits.Load(),
 	}
 }
