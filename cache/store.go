@@ -225,12 +225,8 @@ func (s *Store) onEvict(it *ristretto.Item[*Flow]) {
 		s.requeued.Add(1)
 		return
 	}
-	if s.release(it.Value) {
-		dbg("evict", it.Value)
-	}
+	s.release(it.Value)
 }
-
-var dbg = func(string, *Flow) {}
 
 func (s *Store) onReject(it *ristretto.Item[*Flow]) {
 	if it.Value == nil {
