@@ -8,8 +8,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/beacongrid/beacongrid/rules"
+	"github.com/beacongrid/beacongrid/sidecar"
 )
 
 func init() { register(newRulesCmd) }
@@ -76,4 +78,12 @@ func hintOf(e rules.Error) string {
 		return ""
 	}
 	return " (hint: " + e.Hint + ")"
+}
+
+// addRulesFlags adds the sidecar's rules and admin endpoint flags.
+func addRulesFlags(fl *pflag.FlagSet, c *sidecar.RulesConfig) {
+	fl.StringVar(&c.File, "rules", "", "rules `file` the plugin's rules_file names: watched, and served by the admin endpoint")
+	fl.StringVar(&c.AdminListen, "admin-listen", sidecar.DefaultAdminListen, "`address` of the rules admin endpoint (needs --rules and --admin-token-file); empty disables")
+	fl.StringVar(&c.TokenFile, "admin-token-file", os.Getenv("BEACONGRID_ADMIN_TOKEN_FILE"), "`file` of admin bearer tokens, one a line, name:token (default $BEACONGRID_ADMIN_TOKEN_FILE)")
+	fl.StringVar(&c.AuditLog, "admin-audit-log", "", "append-only `file` recording each rules change (default <rules>.audit.jsonl)")
 }
