@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,11 +39,16 @@ type Config struct {
 	SpoolMax    int64         // bound on undelivered spool bytes
 	AlertBuffer int           // alerts held in memory while the spool is unwritable
 	Preset      string        // field mapping presets, comma-separated (fields.Preset); "" for fields.DefaultPreset
+
+	// Edge state snapshots (state.go).
+	StateFile     string        // "" for none (property "off"); default spool_dir/state.bgs
+	StateInterval time.Duration // between snapshots
 }
 
 // Keys lists every configuration key the plugin reads (docs/configuration.md).
 var Keys = []string{"spool_dir", "model_file", "rules_file", "threshold", "max_memory",
-	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "instance_name", "preset"}
+	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "instance_name", "preset",
+	"state_file", "state_interval"}
 
 // ParseConfig reads and validates the configuration, returning every
 // problem at once.
@@ -56,6 +62,7 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 		SpoolMax:    1 << 30,
 		AlertBuffer: 10000,
 	}
+	c.StateInterval = 5 * time.Minute
 	var errs []error
 	if v := strings.TrimSpace(g.Get("instance_name")); v != "" {
 		c.Name = v
@@ -117,6 +124,20 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 			errs = append(errs, fmt.Errorf("max_future: %q is not a positive duration (e.g. 10m)", v))
 		}
 		c.MaxFuture = d
+	}
+	switch v := strings.TrimSpace(g.Get("state_file")); {
+	case strings.EqualFold(v, "off"):
+	case v != "":
+		c.StateFile = v
+	case c.SpoolDir != "":
+		c.StateFile = filepath.Join(c.SpoolDir, "state.bgs")
+	}
+	if v := g.Get("state_interval"); v != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 10*time.Second {
+			errs = append(errs, fmt.Errorf("state_interval: %q is not a duration of at least 10s (e.g. 5m)", v))
+		}
+		c.StateInterval = d
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)

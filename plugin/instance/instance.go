@@ -56,6 +56,7 @@ type Instance struct {
 	obs   observer // det; the allocation tests put a flow-key counter here
 	rules atomic.Pointer[rules.Set]
 	watch *rules.Watcher // nil without a rules file
+	state *stateKeeper   // nil without a state file
 	base  fields.Mapping // the presets' mapping, which the rules extend
 	keys  atomic.Pointer[keyTable]
 	sink  *spoolSink
@@ -112,6 +113,7 @@ func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 	}
 	in.store = store
 	in.obs = in.det
+	in.state = openState(cfg, store, log)
 	if in.watch != nil {
 		if err := in.watch.Start(); err != nil {
 			log.Warn("%v", err)
@@ -222,6 +224,7 @@ func (in *Instance) Close() {
 	}
 	in.det.Sweep()
 	in.sink.close()
+	in.state.close()
 	s := in.Stats()
 	in.store.Close()
 	in.log.Info("stopped: chunks=%d events=%d flows=%d alerts=%d spooled=%d dropped=%d bad_chunks=%d bad_events=%d bad_fields=%d too_old=%d too_new=%d",
