@@ -105,3 +105,14 @@ bench-plugin: $(BIN)/out_beacongrid.so $(BIN)/flbhost
 	BEACONGRID_BENCH_PLUGIN=1 BEACONGRID_BIN=$(abspath $(BIN)) taskset -c 0 \
 		$(GO) test -count=1 -run '^TestPluginBenchmark$$' -v ./test/plugin
 	taskset -c 0 $(GO) test -count=1 -run '^$$' -bench '^BenchmarkFlush' -benchmem -cpu 1 ./plugin/instance
+
+# ---- sidecar throughput benchmark (real Elasticsearch, started and stopped here) ----
+# BEACONGRID_IT_THROUGHPUT_N alerts (default 60000) drained from the spool;
+# prints alerts/s and CPU per alert; fails below BEACONGRID_IT_MIN_RATE (5000).
+.PHONY: sidecar-throughput
+sidecar-throughput:
+	$(ES) fetch
+	$(ES) start
+	set -o pipefail; BEACONGRID_ES_URL=$$($(ES) url) BEACONGRID_IT_THROUGHPUT=1 \
+		$(GO) test -count=1 -tags integration -timeout 20m -run '^TestIntegrationThroughput$$' -v ./sidecar/ ; rc=$$?; \
+		$(ES) stop; exit $$rc

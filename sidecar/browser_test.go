@@ -3,10 +3,13 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -303,4 +306,51 @@ func keepShot(t *testing.T, path string) string {
 		return dst
 	}
 	return path
+}
+
+// TestBrowserKibanaVegaSpec renders the Kibana heatmap's Vega spec
+// (build/kibana) with the vendored Vega in headless Chromium, its
+// Elasticsearch query replaced by one search hit as Kibana would pass it,
+// and checks the cells against the alert's matrix as TestBrowserHeatmap does.
+func TestBrowserKibanaVegaSpec(t *testing.T) {
+	bin := chromiumPath(t)
+	var spec string
+	for _, o := range readSavedObjects(t) {
+		if o.ID == "beacongrid-matrix-heatmap" {
+			var vs struct {
+				Params struct {
+					Spec string `json:"spec"`
+				} `json:"params"`
+			}
+			json.Unmarshal([]byte(o.str(t, "visState")), &vs)
+			spec = vs.Params.Spec
+		}
+	}
+	if spec == "" {
+		t.Fatal("no Vega heatmap in the saved objects")
+	}
+	a := browserAlert(4)
+	hit, _ := json.Marshal([]any{map[string]any{"_id": a.Event.ID, "_source": a}})
+	page := `<!doctype html><html><body data-state="loading"><div id="view"></div>
+<script src="/ui/vega.min.js"></script>
+<script>
+const spec = ` + spec + `;
+const d = spec.data[0]; delete d.url; delete d.format; d.values = ` + string(hit) + `;
+new vega.View(vega.parse(spec), {renderer: "svg", container: "#view"}).runAsync()
+  .then(() => { document.body.dataset.state = "ready"; })
+  .catch((e) => { document.body.dataset.state = "error: " + e; });
+</script></body></html>`
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", WebHandler("unused-token", NewRecent(1)))
+	mux.HandleFunc("/kibana.html", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, page)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	dom := string(runChromium(t, bin, srv.URL+"/kibana.html", "--dump-dom"))
+	if !strings.Contains(dom, `data-state="ready"`) {
+		t.Fatalf("the Kibana spec did not render:\n%.2000s", dom)
+	}
+	checkCells(t, a.Event.ID, a.Beacon.Matrix, parseCells(t, dom))
 }

@@ -25,7 +25,7 @@ const (
 const (
 	DefaultIndex          = "beacongrid-alerts"
 	DefaultListen         = "127.0.0.1:9464"
-	DefaultBatchSize      = 500
+	DefaultBatchSize      = 1000
 	DefaultFlushInterval  = time.Second
 	DefaultPollInterval   = 500 * time.Millisecond
 	DefaultRequestTimeout = 30 * time.Second
@@ -111,10 +111,6 @@ type Config struct {
 	// Listen is the address of the /metrics, /healthz, /readyz server; ""
 	// disables it.
 	Listen string
-	// Rules is the rules file the sidecar watches and the admin endpoint
-	// that installs new versions of it (admin.go).
-	Rules RulesConfig
-
 	// WebToken is the bearer token of the alerts page (/ui/ on Listen); ""
 	// leaves the page off. A secret, like APIKey.
 	WebToken string
