@@ -111,6 +111,10 @@ type Config struct {
 	// Listen is the address of the /metrics, /healthz, /readyz server; ""
 	// disables it.
 	Listen string
+	// Rules is the rules file the sidecar watches and the admin endpoint
+	// that installs new versions of it (admin.go).
+	Rules RulesConfig
+
 	// WebToken is the bearer token of the alerts page (/ui/ on Listen); ""
 	// leaves the page off. A secret, like APIKey.
 	WebToken string

@@ -38,6 +38,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, once bool) (err erro
 	if err != nil {
 		return err
 	}
+	rl, err := StartRules(cfg.Rules, reg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, rl.Stop()) }()
 	sightingsPath := filepath.Join(cfg.SpoolDir, sightingsFile)
 	sightings, err := LoadSightings(sightingsPath)
 	if err != nil {

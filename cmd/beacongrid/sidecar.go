@@ -73,6 +73,7 @@ SIGINT or SIGTERM stops it after the batches in flight.`,
 	fl.DurationVar(&f.cfg.PollInterval, "poll-interval", f.cfg.PollInterval, "how often an idle spool is read")
 	fl.DurationVar(&f.cfg.RequestTimeout, "request-timeout", f.cfg.RequestTimeout, "timeout of one request to Elasticsearch")
 	fl.DurationVar(&f.cfg.MaxBackoff, "max-backoff", f.cfg.MaxBackoff, "longest wait between retries")
+	addRulesFlags(fl, &f.cfg.Rules)
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	return cmd
