@@ -103,8 +103,9 @@ bench-score:
 .PHONY: bench-plugin
 bench-plugin: $(BIN)/out_beacongrid.so $(BIN)/flbhost
 	BEACONGRID_BENCH_PLUGIN=1 BEACONGRID_BIN=$(abspath $(BIN)) taskset -c 0 \
-		$(GO) test -count=1 -run '^TestPluginBenchmark$$' -v ./test/plugin
-	taskset -c 0 $(GO) test -count=1 -run '^$$' -bench '^BenchmarkFlush' -benchmem -cpu 1 ./plugin/instance
+		$(GO) test -count=1 -run '^TestPluginBenchmark$$' -v ./test/plugin; rc=$$?; \
+	taskset -c 0 $(GO) test -count=1 -run '^$$' -bench '^BenchmarkFlush' -benchmem -cpu 1 ./plugin/instance \
+		&& exit $$rc
 
 # ---- sidecar throughput benchmark (real Elasticsearch, started and stopped here) ----
 # BEACONGRID_IT_THROUGHPUT_N alerts (default 60000) drained from the spool;
