@@ -118,7 +118,7 @@ func TestReplayRuleChangeMidday(t *testing.T) {
 	cfg := sim.Config{Hosts: 30, Days: 1, Seed: 20261201, Start: start, C2PerHundred: -1, Beacons: []sim.Beacon{
 		{Src: "10.10.0.201", Dst: "allowed-then-not.example", Interval: 2 * time.Minute, Jitter: 0.2},
 		{Src: "10.10.0.202", Dst: "plain-c2.example", Interval: 2 * time.Minute, Jitter: 0.2},
-				{Src: "10.10.0.204", Dst: "203.0.113.77:8443", Interval: 2 * time.Minute, Jitter: 0.2},
+		{Src: "10.10.0.204", Dst: "203.0.113.77:8443", Interval: 2 * time.Minute, Jitter: 0.2},
 	}}
 	if _, err := sim.WriteDir(cfg, dir, sim.WriteOptions{}); err != nil {
 		t.Fatal(err)
@@ -260,7 +260,9 @@ func mostSharedDomain(t *testing.T, truth string) string {
 	for d := range n {
 		names = append(names, d)
 	}
-	sort.Slice(names, func(i, j int) bool { return n[names[i]] > n[names[j]] || n[names[i]] == n[names[j]] && names[i] < names[j] })
+	sort.Slice(names, func(i, j int) bool {
+		return n[names[i]] > n[names[j]] || n[names[i]] == n[names[j]] && names[i] < names[j]
+	})
 	if len(names) == 0 {
 		t.Fatal("no benign domain in the truth")
 	}
