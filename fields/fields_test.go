@@ -1,6 +1,8 @@
 package fields
 
 import (
+	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -165,5 +167,33 @@ func TestPresetNames(t *testing.T) {
 		if err := m.Validate(); err != nil {
 			t.Errorf("preset %s: %v", n, err)
 		}
+	}
+}
+
+// isIPv4 says yes exactly where netip.ParseAddr parses an IPv4 address.
+func TestIsIPv4MatchesNetip(t *testing.T) {
+	check := func(s string) {
+		a, err := netip.ParseAddr(s)
+		if want := err == nil && a.Is4(); isIPv4([]byte(s)) != want {
+			t.Fatalf("isIPv4(%q) = %v, netip says %v", s, !want, want)
+		}
+	}
+	for _, s := range []string{"1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
+		"1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ", " 1.2.3.4", "1.2.3.a", "::1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "", "999.999.999.999",
+		"10.0.0.1", "192.168.001.1", "1.0.0.0", "100.100.100.100", "1.2.3.-4", "1.2.3.+4", "0x1.2.3.4", "1.2.3.4:80"} {
+		check(s)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "0123456789.:a "
+	for i := 0; i < 200000; i++ {
+		b := make([]byte, 1+rnd.IntN(16))
+		for j := range b {
+			if rnd.IntN(4) == 0 {
+				b[j] = alphabet[rnd.IntN(len(alphabet))]
+			} else {
+				b[j] = "0123456789."[rnd.IntN(11)]
+			}
+		}
+		check(string(b))
 	}
 }
