@@ -188,6 +188,7 @@ func TestConfigRedactsSecrets(t *testing.T) {
 	c.APIKey = secretKey
 	c.Username = "beacongrid"
 	c.Password = secretPW
+	c.WebToken = "web-token-never-logged"
 
 	var logs bytes.Buffer
 	jsonLog := slog.New(slog.NewJSONHandler(&logs, nil))
@@ -203,6 +204,9 @@ func TestConfigRedactsSecrets(t *testing.T) {
 	}
 	for _, out := range outputs {
 		assertNoSecret(t, out)
+		if strings.Contains(out, c.WebToken) {
+			t.Fatalf("web token leaked into %q", out)
+		}
 		if !strings.Contains(out, redacted) {
 			t.Errorf("output does not show that a secret is set: %s", out)
 		}
