@@ -279,24 +279,31 @@ func isIPv4(b []byte) bool {
 	if len(b) < 7 || len(b) > 15 {
 		return false
 	}
-	fields, val, digits := 0, 0, 0
-	for i := 0; i <= len(b); i++ {
-		if i == len(b) || b[i] == '.' {
-			if digits == 0 || (digits > 1 && b[i-digits] == '0') || val > 255 {
+	dots, val, digits, lead := 0, 0, 0, byte(0)
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			if digits == 0 {
+				lead = c
+			} else if lead == '0' {
+				return false // a leading zero
+			}
+			val = val*10 + int(c-'0')
+			digits++
+			if val > 255 {
 				return false
 			}
-			fields++
+		case c == '.':
+			if digits == 0 {
+				return false
+			}
+			dots++
 			val, digits = 0, 0
-			continue
-		}
-		c := b[i]
-		if c < '0' || c > '9' {
+		default:
 			return false
 		}
-		val = val*10 + int(c-'0')
-		digits++
 	}
-	return fields == 4
+	return dots == 3 && digits > 0
 }
 
 // urlHost returns the host[:port] of a URL: "http://user@Host:8080/p?q"
