@@ -177,12 +177,11 @@ func (d *Detector) Score(f *cache.Flow) {
 	m.NextScore = v.End + int32(d.cfg.ScoreEvery)
 	d.scored.Add(1)
 	p := d.model.Predict(w.feats)
-	w.flow = rules.Flow{
-		Source: v.Src, Destination: v.Dst, DestinationIP: dstIsIP(v.Dst) == 1,
-		Score: p, PeriodS: sm.PeriodS, Jitter: sm.Jitter, ActiveMinutes: sm.ActiveMinutes,
-		Requests: sm.Requests, Prevalence: v.Prevalence, Sources: v.Sources, OnlineMinutes: v.SrcOnline,
-	}
-	verdict := rs.Eval(&w.flow, d.model.Threshold(), d.cfg.MinActive, now)
+	fl := &w.flow // field by field: a literal would drop the Flow's reusable VM
+	fl.Source, fl.Destination, fl.DestinationIP = v.Src, v.Dst, dstIsIP(v.Dst) == 1
+	fl.Score, fl.PeriodS, fl.Jitter, fl.ActiveMinutes = p, sm.PeriodS, sm.Jitter, sm.ActiveMinutes
+	fl.Requests, fl.Prevalence, fl.Sources, fl.OnlineMinutes = sm.Requests, v.Prevalence, v.Sources, v.SrcOnline
+	verdict := rs.Eval(fl, d.model.Threshold(), d.cfg.MinActive, now)
 	if !verdict.Alert {
 		f.SetMarks(m)
 		return

@@ -25,7 +25,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +140,11 @@ type Flow struct {
 	Prevalence    int     `expr:"prevalence"`     // sources that reach the destination
 	Sources       int     `expr:"sources"`        // sources tracked in all
 	OnlineMinutes int     `expr:"online_minutes"` // minutes the source sent anything
+
+	// vm runs the expressions (reused: a Flow kept by its caller, as the
+	// detector does, costs no VM per evaluation). Not safe for concurrent
+	// use: one Flow per goroutine.
+	vm vm.VM
 }
 
 // ExprNames lists the names an expression may use.
@@ -229,9 +233,7 @@ func (s *Set) first(ps *programs, f *Flow) int {
 	if ps.all == nil {
 		return -1
 	}
-	m := vms.Get().(*vm.VM)
-	out, err := m.Run(ps.all, f)
-	vms.Put(m)
+	out, err := f.vm.Run(ps.all, f)
 	if err == nil {
 		i, _ := out.(int)
 		return i
@@ -1153,14 +1155,10 @@ func joinTags(a, b []string) []string {
 	return append(append(make([]string, 0, len(a)+len(b)), a...), b...)
 }
 
-var vms = sync.Pool{New: func() any { return new(vm.VM) }}
-
 // run evaluates a compiled boolean expression; a run-time error counts as
 // false and is counted.
 func (s *Set) run(p *vm.Program, f *Flow) bool {
-	m := vms.Get().(*vm.VM)
-	out, err := m.Run(p, f)
-	vms.Put(m)
+	out, err := f.vm.Run(p, f)
 	if err != nil {
 		s.evalErrors.Add(1)
 		return false
