@@ -85,8 +85,13 @@ func TestBadFiles(t *testing.T) {
 			t.Errorf("Parse(%q):\n%v\nwant it to contain %q", c.doc, err, c.want)
 		}
 	}
+	// A type error does not hide the problems after it.
+	_, err := Parse([]byte("version: 1\nallow:\n  - destination: a.example\n    expires: next week\ngroups:\n  - name: g\n    sources: [10.300.0.0/16]\n"))
+	if err == nil || !strings.Contains(err.Error(), "rules:4: expires: \"next week\" is not a time") || !strings.Contains(err.Error(), "\nrules:7:15: groups[0].sources[0]") {
+		t.Fatalf("want both errors, in line order: %v", err)
+	}
 	// Several errors are all reported, each on its own line.
-	_, err := Parse([]byte("version: 3\nthreshold: 2\ngroups:\n  - name: g\n    sources: [nope]\n"))
+	_, err = Parse([]byte("version: 3\nthreshold: 2\ngroups:\n  - name: g\n    sources: [nope]\n"))
 	if err == nil || strings.Count(err.Error(), "\n") != 2 {
 		t.Fatalf("want 3 errors, got %v", err)
 	}

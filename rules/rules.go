@@ -354,7 +354,13 @@ func Parse(b []byte) (*Set, error) {
 	}
 	if err != nil {
 		el.Errs = yamlErrors(err)
-		return nil, el
+		// After type errors the decoder has filled in what it could:
+		// validate the rest too, so one run lists every problem. Other
+		// errors (syntax) leave nothing to check.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, el
+		}
 	}
 	var more yaml.Node
 	switch err := dec.Decode(&more); {
