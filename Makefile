@@ -117,3 +117,15 @@ sidecar-throughput:
 	set -o pipefail; BEACONGRID_ES_URL=$$($(ES) url) BEACONGRID_IT_THROUGHPUT=1 \
 		$(GO) test -count=1 -tags integration -timeout 20m -run '^TestIntegrationThroughput$$' -v ./sidecar/ ; rc=$$?; \
 		$(ES) stop; exit $$rc
+
+# ---- operator rules: evaluation cost per scored flow (wall and CPU time), loader fuzzing ----
+.PHONY: bench-rules fuzz-rules
+bench-rules:
+	@mkdir -p $(CACHE)
+	$(GO) test -c -o $(CACHE)/rules.test ./rules
+	cd rules && for b in heavy/^no-alert heavy/^alert typical/^no-alert typical/^alert; do \
+		( time ../$(CACHE)/rules.test -test.run '^$$' -test.bench "^BenchmarkEval$$/$$b\$$" \
+			-test.benchtime 2000000x -test.cpu 1 -test.benchmem ) 2>&1 | grep -E 'Benchmark|user'; \
+		echo "  (CPU per op = user / 2000000)"; done
+fuzz-rules:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./rules
