@@ -219,9 +219,7 @@ func (in *Instance) Stats() Stats {
 // Close scores every tracked flow one last time, writes pending alerts to
 // the spool and releases everything. Call it after the last Flush returned.
 func (in *Instance) Close() {
-	if in.watch != nil {
-		in.watch.Stop()
-	}
+	in.stopRules()
 	in.det.Sweep()
 	in.sink.close()
 	in.state.close()

@@ -55,6 +55,16 @@ func (in *Instance) logReload(r rules.Result) {
 	}
 }
 
+// stopRules stops the watcher and logs its counters.
+func (in *Instance) stopRules() {
+	if in.watch == nil {
+		return
+	}
+	in.watch.Stop()
+	st := in.watch.Stats()
+	in.log.Info("rules stopped: version=%s reloads=%d failures=%d last_ok=%v", st.Version, st.Reloads, st.Failures, st.LastOK)
+}
+
 func (in *Instance) rulesStats() rules.WatchStats {
 	if in.watch == nil {
 		return rules.WatchStats{}
