@@ -25,6 +25,8 @@ import (
 // alerts/s (default 5000). It is a benchmark: it runs only with
 // BEACONGRID_IT_THROUGHPUT=1 (make sidecar-throughput), because on a
 // machine shared with other work the wall-clock rate measures the sharing.
+// BEACONGRID_IT_NO_MATRIX=1 drops beacon.matrix from the alerts, to show
+// its share of the cost.
 func TestIntegrationThroughput(t *testing.T) {
 	if os.Getenv("BEACONGRID_IT_THROUGHPUT") != "1" {
 		t.Skip("benchmark: set BEACONGRID_IT_THROUGHPUT=1 (make sidecar-throughput)")
@@ -34,6 +36,7 @@ func TestIntegrationThroughput(t *testing.T) {
 	if v := os.Getenv("BEACONGRID_IT_THROUGHPUT_N"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
+	noMatrix := os.Getenv("BEACONGRID_IT_NO_MATRIX") == "1"
 	dir := t.TempDir()
 	w, err := spool.OpenWriter(spool.WriterConfig{Dir: dir, NoSync: true, SegmentBytes: 64 << 20, MaxBytes: 8 << 30})
 	if err != nil {
@@ -43,6 +46,9 @@ func TestIntegrationThroughput(t *testing.T) {
 	for i := 0; i < n; i++ {
 		a := testAlert(i)
 		a.Host, a.Threat = nil, nil
+		if noMatrix {
+			a.Beacon.Matrix = nil // to measure what the 1440 numbers cost
+		}
 		lines = append(lines, alertLine(t, a))
 		if len(lines) == 1000 {
 			if err := w.Append(lines...); err != nil {
