@@ -290,3 +290,39 @@ func union(ms ...map[string][]string) map[string]bool {
 	}
 	return out
 }
+
+func observeN(d *detect.Detector, src, dst string, start time.Time, every time.Duration, n int) {
+	var e fields.Event
+	var buf []byte
+	for i := 0; i < n; i++ {
+		e.Reset()
+		e.Src, e.Domain = []byte(src), []byte(dst)
+		e.Sec, e.HasTime = start.Add(time.Duration(i)*every).Unix(), true
+		buf = d.Observe(&e, buf)
+	}
+}
+
+// A deny entry alerts on a flow from its first event, below the minimum
+// observation, whatever the score; the alert names the entry.
+func TestDenyAlertsFromFirstEvent(t *testing.T) {
+	m, err := detect.OpenModel("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _ := cache.New(cache.Config{})
+	defer store.Close()
+	rs, err := rules.Parse([]byte("version: 1\ndeny:\n  - destination: '*.bad.example'\n    reason: intel\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ptr atomic.Pointer[rules.Set]
+	ptr.Store(rs)
+	var sink collect
+	d, _ := detect.New(store, m, &ptr, &sink, detect.Config{})
+	observeN(d, "10.0.0.1", "x.bad.example", time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC), time.Minute, 1)
+	observeN(d, "10.0.0.1", "fine.example", time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC), time.Minute, 1)
+	if len(sink.alerts) != 1 || sink.alerts[0].Rule.Name != rules.RuleDeny || sink.alerts[0].Rule.Description != "intel" ||
+		sink.alerts[0].Rule.Severity != "high" || sink.alerts[0].Destination.Domain != "x.bad.example" {
+		t.Fatalf("alerts %+v", sink.alerts)
+	}
+}
