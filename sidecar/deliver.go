@@ -131,15 +131,10 @@ func (d *Deliverer) run(ctx context.Context, once bool) error {
 	for stop == nil {
 		batch, readErr := d.nextBatch(ctx, once)
 		if len(batch) > 0 {
-			select {
-			case slots <- struct{}{}:
-			case err := <-committed:
-				// The committer stopped early: a batch could not be
-				// delivered (shutdown during retries).
-				committed <- err
-				stop = ErrInterrupted
-				continue
-			}
+			// Wait for a free slot: at most workers batches are read and
+			// not yet committed. A batch fails only once ctx is cancelled,
+			// so the loop ends right after it.
+			slots <- struct{}{}
 			j := &job{batch: batch, done: make(chan error, 1)}
 			order <- j
 			go func() { j.done <- d.deliver(ctx, j) }()

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -581,5 +582,53 @@ func TestBackoff(t *testing.T) {
 		if w := real.wait(i); w <= 0 || w > 8*time.Millisecond {
 			t.Fatalf("wait(%d) = %v out of range", i, w)
 		}
+	}
+}
+
+// slowFirstIndexer holds its first Bulk call until a later call has
+// finished, so batches complete out of order.
+type slowFirstIndexer struct {
+	memIndexer
+	calls     atomic.Int64
+	laterDone chan struct{}
+	once      sync.Once
+}
+
+func (s *slowFirstIndexer) Bulk(ctx context.Context, docs []Document) ([]ItemResult, error) {
+	if s.calls.Add(1) == 1 {
+		select {
+		case <-s.laterDone:
+		case <-time.After(5 * time.Second):
+		}
+	} else {
+		defer s.once.Do(func() { close(s.laterDone) })
+	}
+	return s.memIndexer.Bulk(ctx, docs)
+}
+
+// TestWorkersCommitInOrder runs two batches in flight where the second
+// finishes first: it must not be committed before the first, or a crash
+// in between would skip the first batch's lines.
+func TestWorkersCommitInOrder(t *testing.T) {
+	dir := t.TempDir()
+	writeAlerts(t, dir, 0, 12)
+	want := lastEnd(t, dir)
+	rec := &recordingReader{Reader: openReader(t, dir)}
+	cfg := testConfig(dir)
+	cfg.BatchSize, cfg.Workers = 4, 2
+	idx := &slowFirstIndexer{laterDone: make(chan struct{})}
+	d, m := newDelivererWith(t, cfg, rec, idx)
+	drain(t, d)
+	if len(rec.commits) != 3 || len(idx.docs) != 12 || value(t, m.Indexed) != 12 {
+		t.Fatalf("commits %v, docs %d", rec.commits, len(idx.docs))
+	}
+	for i := 1; i < len(rec.commits); i++ {
+		a, b := rec.commits[i-1], rec.commits[i]
+		if b.Segment < a.Segment || b.Segment == a.Segment && b.Offset <= a.Offset {
+			t.Fatalf("commits out of order: %v", rec.commits)
+		}
+	}
+	if rec.commits[2] != want {
+		t.Errorf("last commit %v", rec.commits[2])
 	}
 }

@@ -5,11 +5,16 @@
 // # Flow
 //
 // The plugin appends one JSON alert.Alert per line to the spool. The
-// sidecar's Deliverer reads batches with spool.Reader.Next, sends each batch
-// with one Elasticsearch _bulk request (op "index", _id = alert event.id),
-// checks every item of the response and, only once every line of the batch
-// is either indexed or dead-lettered, commits the spool position after the
-// batch's last line.
+// sidecar's Deliverer reads batches with spool.Reader.Next, checks and
+// enriches each line (Enricher: host.* from an asset inventory, threat.*
+// from IOC lists, beacongrid.* first-seen and prevalence from Sightings),
+// sends each batch with one gzip-compressed Elasticsearch _bulk request
+// (_id = alert event.id; op "index" on a plain index, "create" on a data
+// stream), checks every item of the response and, only once every line of
+// the batch is either indexed or dead-lettered, commits the spool position
+// after the batch's last line. Up to Config.Workers batches are in flight;
+// a committer takes them in read order, so a batch is committed only after
+// every batch before it.
 //
 // # Guarantees
 //
@@ -40,9 +45,11 @@
 //
 // At start the sidecar installs the composable index template
 // index-template.json (embedded; also the source of docs/alert-schema.md)
-// under the index name, then creates the index if it does not exist. The
-// target is a plain index for now; the Indexer interface's Setup is where a
-// data stream and ILM policy will be created when the cluster supports them.
+// under the index name. With Target auto it uses a data stream, and an ILM
+// policy of the same name, when the cluster has those APIs (probed with GET
+// _data_stream and PUT _ilm/policy); otherwise, as on Elastic's integ-test
+// distribution, it creates a plain index. A data stream's "create" answers
+// 409 for a document already in the write index; that counts as delivered.
 // A changed template applies to indices created after it, not to an existing
 // index.
 //
@@ -57,7 +64,10 @@
 //
 // Handler (served by StartServer) exposes /metrics (Prometheus), /healthz
 // (the process runs) and /readyz (the index template is installed and the
-// last request to Elasticsearch succeeded). Logs are structured (log/slog). Secrets (API key,
+// last request to Elasticsearch succeeded). WebHandler serves the alerts
+// page under /ui/ (only with a token; the alerts API requires it as a
+// bearer token). The Reloader reloads the IOC lists and the inventory when
+// their files change. Logs are structured (log/slog). Secrets (API key,
 // password) never reach a log line: Config redacts them in String and
 // LogValue, and addresses with embedded credentials are refused.
 package sidecar
