@@ -314,3 +314,27 @@ allow:
 	f("10.3.0.1", "a.b.example.com.evil", "")
 	f("10.3.0.1", "xa.b.example.com", "six")
 }
+
+// The example in docs/rules.md is a valid file and says what the tests of
+// testdata/good.yml check.
+func TestDocExampleParses(t *testing.T) {
+	b, err := os.ReadFile("../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	doc, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/rules.md has no yaml example")
+	}
+	s, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("the documented example is refused:\n%v", err)
+	}
+	if s.Counts() != "2 allow, 1 deny, 1 groups, 1 inputs, 1 detect, 1 suppress" {
+		t.Fatalf("example holds %s", s.Counts())
+	}
+	if _, ok := s.Allowed("10.0.0.1", "windowsupdate.com", day); !ok {
+		t.Fatal("the documented choice: *.windowsupdate.com matches windowsupdate.com")
+	}
+}
