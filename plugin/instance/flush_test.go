@@ -351,3 +351,42 @@ func TestFlushConcurrentWorkers(t *testing.T) {
 		t.Fatalf("events %d counted %d chunks %d, want %d, %d, %d", st.Detector.Events, st.Cache.Counted, st.Chunks, want, want, workers*flushes)
 	}
 }
+
+// Every layout Fluent Bit emits counts the same events: v2 and legacy
+// events, EventTime, integer and float timestamps, fixarray or array32
+// headers, str or bin keys, flat dotted or nested keys; OpenTelemetry group
+// markers (start and end) around them are skipped and never counted.
+func TestFlushEveryLayout(t *testing.T) {
+	now := time.Now().Add(-time.Hour)
+	var evs []flbtest.Event
+	evs = append(evs, flbtest.Event{Group: flbtest.GroupStart, Record: map[string]any{"resource": map[string]any{"service.name": "zeek"}}})
+	for i := 0; i < 10; i++ {
+		ts := now.Add(time.Duration(i) * time.Minute)
+		rec := zeek(ts, "10.0.0.9", "layout.example")
+		if i%2 == 1 { // Zeek's JSON writer without flattening: a nested id map
+			delete(rec, "id.orig_h")
+			delete(rec, "id.orig_p")
+			delete(rec, "id.resp_h")
+			delete(rec, "id.resp_p")
+			rec["id"] = map[string]any{"orig_h": "10.0.0.9", "orig_p": 50000, "resp_h": "203.0.113.5", "resp_p": 80}
+		}
+		evs = append(evs, flbtest.Event{Time: ts, Record: rec})
+	}
+	evs = append(evs, flbtest.Event{Group: flbtest.GroupEnd, Record: map[string]any{}})
+	layouts := map[string][]flbtest.ChunkOption{
+		"v2 array32 EventTime": nil,
+		"v2 fixarray int":      {flbtest.WithFixArray(), flbtest.WithTimeFormat(flbtest.TimeInt)},
+		"legacy float bin":     {flbtest.WithFormat(flbtest.FormatLegacy), flbtest.WithTimeFormat(flbtest.TimeFloat), flbtest.WithBinKeys()},
+		"legacy fixarray":      {flbtest.WithFormat(flbtest.FormatLegacy), flbtest.WithFixArray()},
+	}
+	for name, opts := range layouts {
+		in, _ := newInstance(t)
+		in.Flush(encode(t, evs, opts...), "zeek.http")
+		st := in.Stats()
+		in.Close()
+		if st.Detector.Events != 10 || st.Cache.Counted != 10 || st.Cache.Flows != 1 || st.GroupMarkers != 2 || st.BadEvents != 0 || st.BadChunks != 0 {
+			t.Errorf("%s: events %d counted %d flows %d markers %d bad events %d bad chunks %d; want 10, 10, 1, 2, 0, 0",
+				name, st.Detector.Events, st.Cache.Counted, st.Cache.Flows, st.GroupMarkers, st.BadEvents, st.BadChunks)
+		}
+	}
+}
