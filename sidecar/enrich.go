@@ -410,7 +410,11 @@ func (s *Sightings) Save(path string) error {
 			d.List = append(d.List, src)
 		}
 	}
+	// Marshalled under the lock: Observe changes the maps.
 	b, err := json.Marshal(sightingsState{Destinations: s.dsts, Flows: s.flows})
+	for _, d := range s.dsts {
+		d.List = nil
+	}
 	s.dirty = false
 	s.mu.Unlock()
 	if err != nil {
