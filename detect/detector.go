@@ -71,7 +71,7 @@ type Stats struct {
 	NoTime     int64 // records without a usable time
 	Scored     int64 // flows scored
 	Alerts     int64 // alerts raised
-	Suppressed int64 // alerts an allowlist silenced
+	Suppressed int64 // scorings that would have alerted but an allow entry or suppress rule silenced (counted each time)
 }
 
 // Detector is safe for concurrent use.
