@@ -2,10 +2,8 @@ package instance
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,29 +196,11 @@ func TestFlushAllocationsPerRecord(t *testing.T) {
 // corpus returns the fuzz corpus of the chunk reader.
 func corpus(t *testing.T) map[string][]byte {
 	t.Helper()
-	paths, err := filepath.Glob("../chunk/testdata/fuzz/FuzzReader/*")
-	if err != nil || len(paths) == 0 {
-		t.Fatalf("no fuzz corpus: %v", err)
+	c, err := flbtest.ReadFuzzCorpus("../chunk/testdata/fuzz/FuzzReader")
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := make(map[string][]byte, len(paths))
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines := strings.SplitN(string(b), "\n", 3)
-		if len(lines) < 2 || lines[0] != "go test fuzz v1" {
-			t.Fatalf("%s: not a corpus file", p)
-		}
-		v := strings.TrimSpace(lines[1])
-		v = strings.TrimSuffix(strings.TrimPrefix(v, "[]byte("), ")")
-		s, err := strconv.Unquote(v)
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		out[filepath.Base(p)] = []byte(s)
-	}
-	return out
+	return c
 }
 
 // Every chunk of the fuzz corpus, whole and cut short at every byte (every
