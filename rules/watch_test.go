@@ -71,6 +71,15 @@ func TestWatcherNotify(t *testing.T) {
 // (rules.yml -> ..data/rules.yml, ..data -> a timestamped directory) with
 // notification off: the poll sees the new content.
 func TestWatcherPollConfigMap(t *testing.T) {
+	testConfigMapSwap(t, WatchOptions{Poll: 100 * time.Millisecond, NoNotify: true})
+}
+
+// TestWatcherNotifyConfigMap: the same swap seen by notification alone.
+func TestWatcherNotifyConfigMap(t *testing.T) {
+	testConfigMapSwap(t, WatchOptions{Poll: -1})
+}
+
+func testConfigMapSwap(t *testing.T, opt WatchOptions) {
 	dir := t.TempDir()
 	mk := func(name, content string) {
 		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
@@ -88,7 +97,7 @@ func TestWatcherPollConfigMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cur atomic.Pointer[Set]
-	w, err := NewWatcher(filepath.Join(dir, "rules.yml"), &cur, WatchOptions{Poll: 100 * time.Millisecond, NoNotify: true})
+	w, err := NewWatcher(filepath.Join(dir, "rules.yml"), &cur, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +111,7 @@ func TestWatcherPollConfigMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Join(dir, "..2026_11_25_01"))
-	waitFor(t, 2*time.Second, "poll reload", func() bool { return allows(cur.Load(), "b.example") })
+	waitFor(t, 2*time.Second, "reload after the swap", func() bool { return allows(cur.Load(), "b.example") })
 	// The same content polled again is not a reload.
 	time.Sleep(300 * time.Millisecond)
 	if st := w.Stats(); st.Reloads != 1 || st.Failures != 0 {
