@@ -206,8 +206,8 @@ type program struct {
 
 // programs are a list's expressions, each compiled alone (for its errors
 // and as a fallback) and all together into one program that returns the
-// index of the first that holds, or -1: one VM run per list instead of one
-// per expression.
+// index of the first that holds, or len(list): one VM run per list instead
+// of one per expression.
 type programs struct {
 	list []program
 	all  *vm.Program
@@ -224,7 +224,9 @@ func compileAll(list []program) (*vm.Program, error) {
 	for i, p := range list {
 		fmt.Fprintf(&b, "(\n%s\n) ? %d : ", p.Expr, i)
 	}
-	b.WriteString("-1")
+	// "None" is len(list), not -1: a small non-negative int is boxed
+	// without an allocation.
+	fmt.Fprintf(&b, "%d", len(list))
 	return expr.Compile(b.String(), expr.Env(Flow{}), expr.AsInt())
 }
 
@@ -235,8 +237,10 @@ func (s *Set) first(ps *programs, f *Flow) int {
 	}
 	out, err := f.vm.Run(ps.all, f)
 	if err == nil {
-		i, _ := out.(int)
-		return i
+		if i, ok := out.(int); ok && i < len(ps.list) {
+			return i
+		}
+		return -1
 	}
 	// One expression failed: run them one by one, each failure counted
 	// and taken as false.
