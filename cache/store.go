@@ -59,8 +59,10 @@ type Config struct {
 	// pending table's requeueing, not the sketch alone, protects established
 	// flows). Default: the live budget / 320 bytes, at least 1024.
 	ExpectedFlows int64
-	// PendingFlows bounds new flows waiting for (or refused) admission.
-	// Default: the live budget / 4 KiB, from 4096 to 65536.
+	// PendingFlows is the soft bound on new flows waiting for (or refused)
+	// admission; up to twice as many are held while ristretto lags behind a
+	// burst, and as many evicted but active flows again. Default: the live
+	// budget / 8 KiB, from 1024 to 65536.
 	PendingFlows int
 	// MaxFuture is how far past the wall clock an event may lie. Default 10m.
 	MaxFuture time.Duration
@@ -101,7 +103,7 @@ type Stats struct {
 	HashConflict int64
 	Sources      int64
 	Restored     int64 // flows restored from a snapshot
-	Waits        int64 // times a full pending table waited for ristretto
+	Waits        int64 // times a full pending shard waited for ristretto
 }
 
 // Store tracks flows. Safe for concurrent use.
@@ -119,7 +121,7 @@ type Store struct {
 	flows, bytes                             atomic.Int64
 	counted, tooOld, tooNew, refused, badIn  atomic.Int64
 	rejections, dropped, evictions, conflict atomic.Int64
-	droppedSets, restored, waits, requeued   atomic.Int64
+	droppedSets, restored, requeued, waits   atomic.Int64
 	merged                                   atomic.Int64
 }
 
@@ -131,6 +133,7 @@ type pendingShard struct {
 	m       map[uint64]*Flow
 	q       []pendEnt
 	head, n int
+	nreq    int   // requeued flows in q
 	bytes   int64 // of requeued flows in q
 }
 
@@ -143,7 +146,9 @@ type pendEnt struct {
 
 // Fixed memory per pending slot and per frequency counter, in bytes.
 const (
-	pendingSlotBytes = 768 // a refused flow of a few minutes plus map and ring slots, or a share of a requeued one
+	newSlotBytes     = 320                               // a refused flow of a few minutes plus its map and ring slots
+	requeueSlotBytes = 768                               // the byte room for requeued flows, per slot
+	pendingSlotBytes = 2*newSlotBytes + requeueSlotBytes // the reservation per PendingFlows
 	countersPerFlow  = 4
 	counterBytes     = 4 // ristretto's count-min sketch (4 x 4 bits, rounded up to a power of 2) and bloom filter
 )
@@ -186,7 +191,7 @@ func New(cfg Config) (*Store, error) {
 		cfg.ExpectedFlows = max(live/320, 1024)
 	}
 	if cfg.PendingFlows == 0 {
-		cfg.PendingFlows = int(min(max(live/4096, 4096), 65536))
+		cfg.PendingFlows = int(min(max(live/8192, 1024), 65536))
 	}
 	if cfg.MaxFuture == 0 {
 		cfg.MaxFuture = 10 * time.Minute
@@ -199,15 +204,19 @@ func New(cfg Config) (*Store, error) {
 	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes), live/4)
 	for i := range s.pending {
 		s.pending[i].m = make(map[uint64]*Flow, s.perPend)
-		s.pending[i].q = make([]pendEnt, 2*s.perPend) // the second half for requeued flows
+		s.pending[i].q = make([]pendEnt, 3*s.perPend) // new flows up to 2x, requeued ones 1x
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *Flow]{
 		NumCounters:        cfg.ExpectedFlows * countersPerFlow,
 		MaxCost:            s.maxCost,
 		BufferItems:        64,
 		IgnoreInternalCost: true, // Flow.bytes charges ristretto's own overhead
-		OnEvict:            s.onEvict,
-		OnReject:           s.onReject,
+		// A Set never replaces a different live flow in place (that
+		// flow's counts would vanish): it goes to admission, which refuses
+		// it, and settle merges the two.
+		ShouldUpdate: func(nv, old *Flow) bool { return nv == old || old.isReleased() },
+		OnEvict:      s.onEvict,
+		OnReject:     s.onReject,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -221,19 +230,15 @@ func (s *Store) onEvict(it *ristretto.Item[*Flow]) {
 		return
 	}
 	s.evictions.Add(1)
-	if s.requeue(it.Key, it.Value) {
-		s.requeued.Add(1)
-		return
-	}
-	s.release(it.Value)
+	s.settle(it.Key, it.Value)
 }
 
 func (s *Store) onReject(it *ristretto.Item[*Flow]) {
-	if it.Value == nil {
+	if it.Value == nil || s.closing.Load() {
 		return
 	}
 	s.rejections.Add(1)
-	it.Value.casStatus(statusInFlight, statusRejected)
+	s.settle(it.Key, it.Value)
 }
 
 // Close stops the store's background goroutines. Call it only after every
@@ -342,24 +347,24 @@ func (s *Store) lookup(h uint64, src, dst []byte) (*Flow, Result) {
 		zombie = true // a released flow re-inserted by a cost update: replace it
 	}
 	p := &s.pending[h%shards]
-	for wait := 0; ; wait++ {
-		f, r, full := s.lookupPending(p, h, src, dst, zombie)
+	for level := 0; level <= 2; level++ {
+		f, r, full := s.lookupPending(p, h, src, dst, zombie, level)
 		if !full {
 			return f, r
 		}
-		if wait == 1 {
-			s.refused.Add(1)
-			return nil, Refused
+		if level == 1 {
+			// The shard is full of flows in flight or active: ristretto
+			// lags behind a burst of new flows. Wait for it to decide
+			// (back-pressure on the caller, only under a flood).
+			s.waits.Add(1)
+			s.rc.Wait()
 		}
-		// Every queued flow is in flight: ristretto lags behind a burst of
-		// new flows. Wait for it to decide (back-pressure on the caller,
-		// only under a flood), then try once more.
-		s.waits.Add(1)
-		s.rc.Wait()
 	}
+	s.refused.Add(1)
+	return nil, Refused
 }
 
-func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie bool) (*Flow, Result, bool) {
+func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie bool, level int) (*Flow, Result, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.m[h]
@@ -371,7 +376,7 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie
 	if f != nil && f.isReleased() {
 		f = nil // its slot in q stays and now stands for the new flow
 	} else if f == nil {
-		if !s.makeRoom(p) {
+		if !s.makeRoom(p, level) {
 			return nil, Refused, true
 		}
 		p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h, wm: s.wm.Load()}
@@ -401,21 +406,29 @@ func (s *Store) offer(h uint64, f *Flow) {
 	}
 }
 
-// makeRoom frees a slot of a full pending shard, looking at each queued
-// flow at most once, oldest first. A flow ristretto holds leaves the table;
-// a flow in flight is queued again. A refused flow is queued again if it
-// received an event since it was queued, or was queued less than
-// pendingGrace minutes of event time ago, or (a requeued evicted flow) its
-// newest event is less than requeueIdle minutes old; otherwise it is
-// dropped and released. It reports whether a slot is free.
-func (s *Store) makeRoom(p *pendingShard) bool {
+// makeRoom frees a slot of a pending shard, looking at each queued flow at
+// most once, oldest first, and reports whether a slot is free. A shard holds
+// PendingFlows/64 new flows, or up to twice that while ristretto lags
+// behind a burst. A flow ristretto holds leaves the table. An established
+// flow (requeueEvents events, active in the last requeueIdle minutes)
+// stays. At level 0 (the shard holds its share or more) a flow in flight
+// stays, and a refused flow stays while it received an event since it was
+// queued or was queued less than pendingGrace minutes of event time ago.
+// At level 1 (the shard holds twice its share) refused single-event flows
+// past their grace are dropped; at level 2 (after waiting for ristretto to
+// settle every flow in flight) also those in their grace.
+func (s *Store) makeRoom(p *pendingShard, level int) bool {
 	wm := s.wm.Load()
-	for tries := p.n; p.n >= s.perPend && tries > 0; tries-- {
+	limit := s.perPend
+	if level > 0 {
+		limit = 2 * s.perPend
+	}
+	for tries := p.n; p.n-p.nreq >= limit && tries > 0; tries-- {
 		e := p.q[p.head]
 		p.head = (p.head + 1) % len(p.q)
 		p.n--
 		f := p.m[e.h]
-		if f == nil {
+		if f == nil { // cannot happen: every key of m has one slot
 			continue
 		}
 		keep := false
@@ -423,112 +436,139 @@ func (s *Store) makeRoom(p *pendingShard) bool {
 		case st&released != 0:
 		case s.held(e.h, f):
 		case st == statusInFlight:
+			// Kept at every level: a flow in flight that left the table
+			// could be met by an event before ristretto shows it, and
+			// that event would start a second flow for the key.
 			keep = true
 		default: // refused, or marked admitted by a Get that raced with its eviction
 			ev, last := f.activity()
+			grace := wm-e.wm < pendingGrace
 			switch {
-			case ev != e.events:
+			case ev >= requeueEvents && last > wm-requeueIdle:
+				keep = true
+			case level == 0 && ev != e.events:
 				keep, e.events, e.wm = true, ev, wm
-			case wm-e.wm < pendingGrace, e.bytes > 0 && ev >= requeueEvents && last > wm-requeueIdle:
+			case level <= 1 && grace:
 				keep = true
 			default:
-				if s.release(f) {
-					s.dropped.Add(1)
-				}
+				s.drop(e.h, f)
 			}
 		}
 		if keep {
 			p.q[(p.head+p.n)%len(p.q)] = e
 			p.n++
-		} else {
-			delete(p.m, e.h)
+			continue
+		}
+		delete(p.m, e.h)
+		if e.bytes > 0 {
 			p.bytes -= int64(e.bytes)
+			p.nreq--
 		}
 	}
-	return p.n < s.perPend
+	return p.n-p.nreq < 2*s.perPend && p.n < len(p.q)
+}
+
+// drop stops tracking a refused flow: folded into the flow ristretto holds
+// for its key, if another, else released.
+func (s *Store) drop(h uint64, f *Flow) {
+	if v, ok := s.rc.Get(h); ok && v != f && s.merge(f, v) {
+		return
+	}
+	if s.release(f) {
+		s.dropped.Add(1)
+	}
 }
 
 // pendingGrace is how many minutes of event time a refused flow stays
 // pending after its last event (or being queued), at least.
-const pendingGrace = 2
+const pendingGrace = 10
 
-// Requeueing: an evicted flow that was active in the last requeueIdle
-// minutes goes back to the pending table with all its counts, as if
-// refused: it is offered to ristretto again on its next event. One with at
-// least requeueEvents events stays there until it has been idle for
-// requeueIdle minutes; others get the pending grace. So a flood of one-off
-// flows can push an established flow out of ristretto for a while, but
-// cannot make it lose a count. The pending ring has room for as many requeued flows as new ones,
-// within the shard's byte reservation.
+// Settling: ristretto calls back when it refuses a flow (OnReject) or
+// evicts one (OnEvict). If another flow for the same key exists (an event
+// found neither, in the short time ristretto had it in no table, and
+// started a new one), f is folded into it. Otherwise f is kept in the
+// pending table (still there, or requeued) with all its counts, as if
+// refused: it is offered to ristretto again on its next event. A requeued
+// flow with at least requeueEvents events stays there until it has been
+// idle for requeueIdle minutes; others get the pending grace. So a flood of
+// one-off flows can push an established flow out of ristretto for a while,
+// but cannot make it lose a count. Requeued flows have their own room in
+// the pending ring (a quarter of it for single-event flows, so that a flood
+// of those cannot crowd out established ones) and a byte budget.
 const (
 	requeueEvents = 2
 	requeueIdle   = 60
 )
 
-func (s *Store) requeue(h uint64, f *Flow) bool {
-	f.mu.Lock()
-	ok := f.state.Load()&released == 0 && f.last > s.wm.Load()-requeueIdle
-	n, ev := f.bytes(), f.events
-	f.mu.Unlock()
-	if !ok {
-		return false
-	}
+func (s *Store) settle(h uint64, f *Flow) {
 	p := &s.pending[h%shards]
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if f.isReleased() {
+		return
+	}
+	if v, ok := s.rc.Get(h); ok && v != f && s.merge(f, v) {
+		return
+	}
 	g := p.m[h]
-	if g == nil {
-		if cur, ok := s.rc.Get(h); ok && cur != f {
-			g = cur
-		}
-	}
 	switch {
-	case g == f: // still queued from its admission
+	case g == f:
 		f.setStatus(statusRejected)
-		return true
-	case g != nil && !g.isReleased():
-		// An event arrived between ristretto's eviction and this call,
-		// found no flow and started a new one: fold f into it.
-		s.merge(f, g)
-		return true
+		return
+	case g != nil && s.merge(f, g):
+		return
+	case g != nil: // a released flow's slot: f takes it over
+		p.m[h] = f
+		f.setStatus(statusRejected)
+		s.requeued.Add(1)
+		return
 	}
-	// Flows with a single event may use a quarter of the room for requeued
-	// flows, so that a flood of them cannot crowd out established ones.
-	roomN, roomB := len(p.q), int64(s.perPend)*pendingSlotBytes
+	f.mu.Lock()
+	active := f.last > s.wm.Load()-requeueIdle
+	n, ev := f.bytes(), f.events
+	f.mu.Unlock()
+	roomN, roomB := s.perPend, int64(s.perPend)*requeueSlotBytes
 	if ev < requeueEvents {
-		roomN, roomB = s.perPend+s.perPend/4, roomB/4
+		roomN, roomB = s.perPend/4, roomB/4
 	}
-	if p.m[h] != nil || p.n >= roomN || p.bytes+n > roomB {
-		return false
+	if !active || p.nreq >= roomN || p.n >= len(p.q) || p.bytes+n > roomB {
+		s.release(f)
+		return
 	}
 	p.m[h] = f
 	p.q[(p.head+p.n)%len(p.q)] = pendEnt{h: h, events: ev, wm: s.wm.Load(), bytes: int32(n)}
 	p.n++
+	p.nreq++
 	p.bytes += n
 	f.setStatus(statusRejected)
-	return true
+	s.requeued.Add(1)
 }
 
-// merge moves f's counts and statistics into g (the newer flow for the
-// same key) and releases f, under both locks, so that an event holding f
-// finds it released and looks up g.
-func (s *Store) merge(f, g *Flow) {
+// merge moves f's counts and statistics into g (another flow for the same
+// key) and releases f, under both locks, so that an event holding f finds
+// it released and looks up g. It reports false, changing nothing, if g is
+// released.
+func (s *Store) merge(f, g *Flow) bool {
 	f.mu.Lock()
-	defer func() {
-		f.mu.Unlock()
-		s.finishRelease(f)
-	}()
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	n, ok := f.markReleased()
-	if !ok || g.state.Load()&released != 0 {
-		return
+	if g.state.Load()&released != 0 {
+		g.mu.Unlock()
+		f.mu.Unlock()
+		return false
 	}
-	s.bytes.Add(-n)
-	s.merged.Add(1)
-	before := g.bytes()
-	g.mergeFrom(f)
-	s.bytes.Add(g.bytes() - before)
+	n, ok := f.markReleased()
+	if ok {
+		before := g.bytes()
+		g.mergeFrom(f)
+		s.bytes.Add(g.bytes() - before - n)
+		s.merged.Add(1)
+	}
+	g.mu.Unlock()
+	f.mu.Unlock()
+	if ok {
+		s.finishRelease(f)
+	}
+	return true
 }
 
 // held reports whether ristretto holds f under h, marking it admitted.

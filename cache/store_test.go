@@ -1,0 +1,178 @@
+package cache
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// flowTotals returns every tracked flow's total count, by key.
+func flowTotals(s *Store) map[string]int {
+	out := map[string]int{}
+	var v View
+	s.Range(func(f *Flow) bool {
+		s.Snapshot(f, &v)
+		n := 0
+		for _, c := range v.Counts {
+			n += int(c)
+		}
+		out[f.Key()] += n // += so that a duplicate flow would show
+		return true
+	})
+	return out
+}
+
+func TestStoreLateEventsCountInTheirMinute(t *testing.T) {
+	s := newStore(t, Config{Now: fixedNow})
+	src, dst := []byte("10.0.0.1"), []byte("late.example")
+	base := t0.Unix()
+	for _, off := range []int64{600 * 60, 10 * 60, 300 * 60, 10*60 + 5, 599 * 60} {
+		if _, _, r := s.Observe(src, dst, base+off, 1); r != Counted {
+			t.Fatalf("event at +%ds: %v", off, r)
+		}
+	}
+	f, _, _ := s.Observe(src, dst, base+600*60, 1)
+	var v View
+	s.Snapshot(f, &v)
+	at := func(min int64) uint16 { return v.Counts[Minutes-1-int(int64(v.End)-(base/60+min))] }
+	if at(600) != 2 || at(10) != 2 || at(300) != 1 || at(599) != 1 {
+		t.Fatalf("minute 600: %d, 10: %d, 300: %d, 599: %d", at(600), at(10), at(300), at(599))
+	}
+	if v.FirstSec != base+10*60 || v.LastSec != base+600*60 {
+		t.Fatalf("first %d last %d", v.FirstSec-base, v.LastSec-base)
+	}
+}
+
+// The wall clock is read only when an event passes the last limit; a
+// later clock accepts what an earlier one refused.
+func TestStoreFutureLimitFollowsClock(t *testing.T) {
+	var now atomic.Int64
+	now.Store(t0.Unix())
+	reads := 0
+	s := newStore(t, Config{MaxFuture: time.Minute, Now: func() time.Time { reads++; return time.Unix(now.Load(), 0) }})
+	src, dst := []byte("10.0.0.1"), []byte("x.example")
+	for i := 0; i < 100; i++ {
+		if _, _, r := s.Observe(src, dst, t0.Unix()-int64(i), 1); r != Counted {
+			t.Fatal(r)
+		}
+	}
+	if reads > 1 {
+		t.Fatalf("the clock was read %d times for 100 events under the limit", reads)
+	}
+	if _, _, r := s.Observe(src, dst, t0.Unix()+120, 1); r != TooNew {
+		t.Fatalf("2 minutes ahead with MaxFuture 1m: %v", r)
+	}
+	now.Add(90)
+	if _, _, r := s.Observe(src, dst, t0.Unix()+120, 1); r != Counted {
+		t.Fatalf("after the clock moved: %v", r)
+	}
+	if _, _, r := s.Observe(src, dst, -5, 1); r != TooOld {
+		t.Fatalf("negative time: %v", r)
+	}
+}
+
+func TestStoreBadConfig(t *testing.T) {
+	for _, c := range []Config{{MaxBytes: -1}, {MaxBytes: 1000}, {ExpectedFlows: -1}, {PendingFlows: -1}, {MaxFuture: -time.Second}} {
+		if _, err := New(c); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+	var s *Store
+	s.Close() // nil-safe
+}
+
+// The store's byte and flow accounting matches the flows it holds, after a
+// run with evictions, requeues and drops.
+func TestStoreAccounting(t *testing.T) {
+	s := newStore(t, Config{MaxBytes: 4 << 20, Now: fixedNow})
+	r := rand.New(rand.NewPCG(3, 3))
+	for i := 0; i < 60000; i++ {
+		src := "10.2.0." + strconv.Itoa(r.IntN(200))
+		dst := "d" + strconv.Itoa(r.IntN(3000)) + ".example"
+		s.Observe([]byte(src), []byte(dst), t0.Unix()+int64(i/20), 10)
+		if i%5000 == 0 {
+			s.Wait()
+		}
+	}
+	s.Wait()
+	st := s.Stats()
+	var n, bytes int64
+	srcs := map[*source]bool{}
+	s.Range(func(f *Flow) bool {
+		n++
+		bytes += f.cost()
+		srcs[f.src] = true
+		return true
+	})
+	if st.Evictions == 0 {
+		t.Fatalf("no evictions: the test did not pressure the cache: %+v", st)
+	}
+	if n != st.Flows || bytes != st.Bytes || int64(len(srcs)) != st.Sources {
+		t.Fatalf("Range: %d flows, %d bytes, %d sources; Stats: %+v", n, bytes, len(srcs), st)
+	}
+	if st.Bytes > s.cfg.MaxBytes {
+		t.Fatalf("%d bytes tracked, bound %d", st.Bytes, s.cfg.MaxBytes)
+	}
+}
+
+// Several goroutines (Fluent Bit workers) flush a flood of one-off flows
+// interleaved with beacons into a small store; every beacon, established
+// in the flood's first minutes, keeps every count, and no flow is tracked
+// twice. Run with -race.
+func TestConcurrentFloodKeepsBeaconsExact(t *testing.T) {
+	s := newStore(t, Config{MaxBytes: 8 << 20, Now: fixedNow})
+	const workers, beacons, minutes, floodPerMinute = 4, 200, 120, 2000
+	var wg sync.WaitGroup
+	var flood atomic.Int64
+	// Workers flush chunks of the same stream: their event times stay
+	// within a few minutes of each other (a barrier every 5 minutes).
+	var step [minutes / 5]sync.WaitGroup
+	for i := range step {
+		step[i].Add(workers)
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for m := 0; m < minutes; m++ {
+				if m%5 == 0 && m > 0 {
+					step[m/5-1].Done()
+					step[m/5-1].Wait()
+				}
+				sec := t0.Unix() + int64(m*60)
+				for b := w; b < beacons; b += workers {
+					buf = strconv.AppendInt(append(buf[:0], "c2-"...), int64(b), 10)
+					if _, _, r := s.Observe([]byte("10.1.0.1"), buf, sec+int64(b%60), 100); r != Counted {
+						t.Errorf("beacon event refused: %v", r)
+					}
+				}
+				n := floodPerMinute / workers
+				if m < 5 {
+					n /= 10 // the flood builds up
+				}
+				for k := 0; k < n; k++ {
+					i := flood.Add(1)
+					s.Observe([]byte(fmt.Sprintf("10.9.%d.%d", i>>8&255, i&255)), []byte(fmt.Sprintf("scan%d.example", i)), sec, 1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s.Wait()
+	st := s.Stats()
+	if st.Evictions == 0 || st.Dropped == 0 {
+		t.Fatalf("the flood never pressured the cache: %+v", st)
+	}
+	got := flowTotals(s)
+	for b := 0; b < beacons; b++ {
+		if n := got["10.1.0.1\x00c2-"+strconv.Itoa(b)]; n != minutes {
+			t.Fatalf("beacon %d has %d counts, want %d (stats %+v)", b, n, minutes, st)
+		}
+	}
+	t.Logf("%+v", st)
+}
