@@ -494,3 +494,5 @@ func (s *Store) install(sn *snapshot) {
 		}
 	}
 }
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTable) }

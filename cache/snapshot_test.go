@@ -1,0 +1,200 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// views returns every tracked flow's View by key.
+func views(s *Store) map[string]View {
+	out := map[string]View{}
+	s.Range(func(f *Flow) bool {
+		var v View
+		s.Snapshot(f, &v)
+		out[f.Key()] = v
+		return true
+	})
+	return out
+}
+
+// fill gives s a mix of flows: dense beacons, sparse periodic flows,
+// one-offs, late events and marks.
+func fill(t testing.TB, s *Store) {
+	t.Helper()
+	base := t0.Unix()
+	for m := 0; m < 600; m++ {
+		sec := base + int64(m*60)
+		s.Observe([]byte("10.0.0.1"), []byte("dense.example"), sec, 100)
+		s.Observe([]byte("10.0.0.1"), []byte("dense.example"), sec+30, 120)
+		if m%17 == 0 {
+			s.Observe([]byte("10.0.0.2"), []byte("sparse.example"), sec, -1)
+		}
+		s.Observe([]byte("10.0.1."+strconv.Itoa(m%50)), []byte("oneoff"+strconv.Itoa(m)+".example"), sec, 5)
+	}
+	s.Observe([]byte("10.0.0.2"), []byte("sparse.example"), base+60*5, 1) // late
+	f, _, r := s.Observe([]byte("10.0.0.1"), []byte("[2001:db8::1]:443"), base+600*60, 7)
+	if r != Counted {
+		t.Fatal(r)
+	}
+	f.SetMarks(Marks{NextScore: 123, AlertMinute: 456, AlertScore: 0.75})
+	s.Wait()
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	a := newStore(t, Config{Now: fixedNow})
+	fill(t, a)
+	path := filepath.Join(t.TempDir(), "state.bgs")
+	wst, err := a.WriteSnapshot(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := views(a)
+	if wst.Flows != len(want) || int64(wst.Sources) != a.Stats().Sources {
+		t.Fatalf("wrote %+v; store has %d flows, %d sources", wst, len(want), a.Stats().Sources)
+	}
+	b := newStore(t, Config{Now: fixedNow})
+	rst, err := b.Restore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := views(b)
+	if rst.Flows != len(want) || len(got) != len(want) || b.Stats().Restored != int64(len(want)) {
+		t.Fatalf("restored %+v, %d views, want %d", rst, len(got), len(want))
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			t.Fatalf("flow %q: restored view differs\n got %+v\nwant %+v", k, summary(g), summary(w))
+		}
+	}
+	if b.Watermark() != a.Watermark() || b.Stats().Bytes != a.Stats().Bytes || b.Stats().Sources != a.Stats().Sources {
+		t.Fatalf("watermark %d/%d bytes %d/%d sources %d/%d", b.Watermark(), a.Watermark(),
+			b.Stats().Bytes, a.Stats().Bytes, b.Stats().Sources, a.Stats().Sources)
+	}
+	// The restored store keeps counting where the old one stopped.
+	f, _, _ := b.Observe([]byte("10.0.0.1"), []byte("dense.example"), t0.Unix()+599*60+10, 1)
+	var v View
+	b.Snapshot(f, &v)
+	if v.Counts[Minutes-2] != 3 { // minute 599 had 2 events before
+		t.Fatalf("minute 599 after restore + 1: %d", v.Counts[Minutes-2])
+	}
+}
+
+func summary(v View) string {
+	n := 0
+	for _, c := range v.Counts {
+		n += int(c)
+	}
+	return fmt.Sprintf("%s>%s end=%d events=%d first=%d last=%d gaps=%d/%.3f/%.3f size=%.3f/%.3f online=%d prev=%d src=%d marks=%+v",
+		v.Src, v.Dst, v.End, n, v.FirstSec, v.LastSec, v.Gaps, v.GapMean, v.GapCV, v.SizeMean, v.SizeCV, v.SrcOnline, v.Prevalence, v.Sources, v.Marks)
+}
+
+// Every damaged or foreign file is refused with an error that says why,
+// and the store stays empty.
+func TestRestoreRefusesBadFiles(t *testing.T) {
+	a := newStore(t, Config{Now: fixedNow})
+	fill(t, a)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	if _, err := a.WriteSnapshot(good); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCRC := func(b []byte) []byte { // re-checksummed, so only the content is wrong
+		b = append([]byte(nil), b[:len(b)-4]...)
+		return binary.LittleEndian.AppendUint32(b, crc32c(b))
+	}
+	version2 := append([]byte(nil), data...)
+	binary.LittleEndian.PutUint32(version2[8:], 2)
+	flipped := append([]byte(nil), data...)
+	flipped[len(flipped)/2] ^= 0x10
+	window := append([]byte(nil), data[:12]...)
+	window = binary.AppendVarint(window, 60) // a one-hour window
+	window = append(window, data[13:]...)
+	cases := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "too short"},
+		{"foreign", []byte("{\"flows\": [1, 2, 3], \"version\": 1}\n"), "not a beacongrid state snapshot"},
+		{"wrong magic", append([]byte("BGSTATF\n"), data[8:]...), "not a beacongrid state snapshot"},
+		{"wrong version", version2, "format version 2, this build reads version 1"},
+		{"truncated", data[:len(data)*2/3], "checksum mismatch"},
+		{"truncated, re-checksummed", withCRC(data[:len(data)*2/3]), "unexpected end of data"},
+		{"flipped bit", flipped, "checksum mismatch"},
+		{"other window, re-checksummed", withCRC(window), "window of 60 minutes"},
+		{"trailing data, re-checksummed", withCRC(append(append([]byte(nil), data[:len(data)-4]...), 0, 0, 0, 0, 0)), "after the end"},
+	}
+	for _, c := range cases {
+		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
+		if err := os.WriteFile(path, c.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := newStore(t, Config{Now: fixedNow})
+		_, err := s.Restore(path)
+		if err == nil || !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: error %v, want ErrSnapshot with %q and the path", c.name, err, c.want)
+		}
+		if st := s.Stats(); st.Flows != 0 || st.Sources != 0 || st.Bytes != 0 || s.Watermark() != 0 {
+			t.Errorf("%s: the store is not empty after a refused restore: %+v", c.name, st)
+		}
+	}
+	s := newStore(t, Config{Now: fixedNow})
+	if _, err := s.Restore(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrSnapshot) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+// A snapshot taken while workers count is consistent and complete for the
+// flows that existed before it started; run with -race.
+func TestSnapshotDuringObserve(t *testing.T) {
+	s := newStore(t, Config{Now: fixedNow})
+	fill(t, s)
+	path := filepath.Join(t.TempDir(), "state.bgs")
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.Observe([]byte("10.0.2."+strconv.Itoa(w)), []byte("w"+strconv.Itoa(i%500)+".example"), t0.Unix()+int64(i%36000), 1)
+			}
+		}()
+	}
+	var err error
+	for i := 0; i < 5 && err == nil; i++ {
+		_, err = s.WriteSnapshot(path)
+	}
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newStore(t, Config{Now: fixedNow})
+	if _, err := b.Restore(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := views(b); got["10.0.0.1\x00dense.example"].GapMean != 30 {
+		t.Fatalf("dense flow after a concurrent snapshot: %s", summary(got["10.0.0.1\x00dense.example"]))
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".state.bgs.tmp-*")); len(m) != 0 {
+		t.Fatalf("temporary files left behind: %v", m)
+	}
+}
