@@ -266,10 +266,10 @@ func (r *Reader) Next(ev *Event) bool {
 // caller then skips the whole object), or an error with b positioned at the
 // object that failed.
 func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
-	if msgp.NextType(b) != msgp.ArrayType {
+	if len(b) == 0 || !isArray(b[0]) {
 		return stBad, b, nil
 	}
-	n, o, err := msgp.ReadArrayHeaderBytes(b)
+	n, o, err := arrayHeader(b)
 	if err != nil {
 		return 0, b, err
 	}
@@ -280,9 +280,9 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 
 	var sec, nsec int64
 	var ok bool
-	if msgp.NextType(b) == msgp.ArrayType {
+	if len(b) > 0 && isArray(b[0]) {
 		// v2: [[ts, metadata], body]
-		hn, o, err := msgp.ReadArrayHeaderBytes(b)
+		hn, o, err := arrayHeader(b)
 		if err != nil {
 			return 0, b, err
 		}
@@ -298,7 +298,9 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 			return stBad, b, nil
 		}
 		// Skip the metadata (and any further header element) unread.
-		if b, err = skipN(o, uint64(hn)-1); err != nil {
+		if hn == 2 && len(o) > 0 && o[0] == 0x80 { // {}: the usual metadata
+			b = o[1:]
+		} else if b, err = skipN(o, uint64(hn)-1); err != nil {
 			return 0, b, err
 		}
 	} else {
@@ -322,13 +324,13 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 		return stBad, b, nil
 	}
 
-	if msgp.NextType(b) != msgp.MapType {
-		if len(b) == 0 {
-			return 0, b, msgp.ErrShortBytes
-		}
+	if len(b) == 0 {
+		return 0, b, msgp.ErrShortBytes
+	}
+	if !isMap(b[0]) {
 		return stBad, b, nil
 	}
-	sz, o, err := msgp.ReadMapHeaderBytes(b)
+	sz, o, err := mapHeader(b)
 	if err != nil {
 		return 0, b, err
 	}
@@ -346,6 +348,9 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 // caller checks for group markers); the seconds of a float must lie in
 // [0, 2^63).
 func readTime(b []byte) (sec, nsec int64, ok bool, o []byte, err error) {
+	if len(b) >= 10 && b[0] == 0xd7 && b[1] == 0 { // fixext8 EventTime: the usual
+		return int64(binary.BigEndian.Uint32(b[2:])), int64(binary.BigEndian.Uint32(b[6:])), true, b[10:], nil
+	}
 	switch msgp.NextType(b) {
 	case msgp.ExtensionType, msgp.TimeType:
 		typ, data, o, err := readExt(b)
@@ -760,6 +765,29 @@ func (r *Reader) readValue(b []byte, v *Value, slot, rank int) ([]byte, error) {
 	return o, nil
 }
 
+// arrayHeader reads an array header: fixarray and array32 (the widths
+// Fluent Bit writes for events) inline, others with msgp.
+func arrayHeader(b []byte) (uint32, []byte, error) {
+	if len(b) > 0 && b[0]&0xf0 == 0x90 {
+		return uint32(b[0] & 0x0f), b[1:], nil
+	}
+	if len(b) >= 5 && b[0] == 0xdd {
+		return binary.BigEndian.Uint32(b[1:]), b[5:], nil
+	}
+	return msgp.ReadArrayHeaderBytes(b)
+}
+
+// mapHeader reads a map header: fixmap and map16 inline, others with msgp.
+func mapHeader(b []byte) (uint32, []byte, error) {
+	if len(b) > 0 && b[0]&0xf0 == 0x80 {
+		return uint32(b[0] & 0x0f), b[1:], nil
+	}
+	if len(b) >= 3 && b[0] == 0xde {
+		return uint32(binary.BigEndian.Uint16(b[1:])), b[3:], nil
+	}
+	return msgp.ReadMapHeaderBytes(b)
+}
+
 // fixstrLen returns the length of the fixstr at the start of b, or -1.
 func fixstrLen(b []byte) int {
 	if len(b) > 0 && b[0]&0xe0 == 0xa0 {
@@ -839,6 +867,26 @@ func skipN(b []byte, n uint64) ([]byte, error) {
 			return b, msgp.ErrShortBytes
 		}
 		n--
+		switch lead := b[0]; {
+		case lead < 0x80 || lead >= 0xe0: // fixint
+			b = b[1:]
+			continue
+		case lead&0xe0 == 0xa0: // fixstr
+			k := 1 + int(lead&0x1f)
+			if k > len(b) {
+				return b, msgp.ErrShortBytes
+			}
+			b = b[k:]
+			continue
+		case lead&0xf0 == 0x80: // fixmap
+			n += 2 * uint64(lead&0x0f)
+			b = b[1:]
+			continue
+		case lead&0xf0 == 0x90: // fixarray
+			n += uint64(lead & 0x0f)
+			b = b[1:]
+			continue
+		}
 		switch msgp.NextType(b) {
 		case msgp.MapType:
 			sz, o, err := msgp.ReadMapHeaderBytes(b)
