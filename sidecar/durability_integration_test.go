@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -29,10 +30,44 @@ import (
 // esScript is build/es/es.sh, relative to this package.
 const esScript = "../build/es/es.sh"
 
-// esCtl runs es.sh with one command and fails the test on error.
-func esCtl(t *testing.T, cmd string) {
+// esNode is a throw-away Elasticsearch node of its own, run by es.sh with
+// its own port and run directory, so that stopping it does not disturb
+// other tests using the shared node.
+type esNode struct {
+	env []string
+	url string
+}
+
+func newESNode(t *testing.T) *esNode {
 	t.Helper()
-	out, err := exec.Command(esScript, cmd).CombinedOutput()
+	port := 9261
+	if v := os.Getenv("BEACONGRID_IT_OUTAGE_ES_PORT"); v != "" {
+		fmt.Sscan(v, &port)
+	}
+	run, err := filepath.Abs(fmt.Sprintf("../.cache/es/run-outage-%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &esNode{
+		env: append(os.Environ(), fmt.Sprintf("ES_PORT=%d", port), "ES_RUN="+run,
+			"ES_JAVA_OPTS=-Xms384m -Xmx384m"),
+		url: fmt.Sprintf("http://127.0.0.1:%d", port),
+	}
+	n.ctl(t, "start")
+	t.Cleanup(func() {
+		n.ctl(t, "stop")
+		os.RemoveAll(run)
+	})
+	return n
+}
+
+// ctl runs es.sh with one command for this node and fails the test on
+// error.
+func (n *esNode) ctl(t *testing.T, cmd string) {
+	t.Helper()
+	c := exec.Command(esScript, cmd)
+	c.Env = n.env
+	out, err := c.CombinedOutput()
 	if err != nil {
 		t.Fatalf("es.sh %s: %v\n%s", cmd, err, out)
 	}
@@ -117,8 +152,12 @@ func spoolAlerts(t *testing.T, w *spool.Writer, first, n, per int, pace time.Dur
 // (default 2m) while 10,000 alerts arrive in the spool at a steady rate, then
 // starts it again: afterwards exactly the 10,000 alerts are indexed, none
 // twice, and no spool append (the plugin's side) waited on Elasticsearch.
+// It runs its own node (port BEACONGRID_IT_OUTAGE_ES_PORT, default 9261),
+// which it stops and starts with es.sh.
 func TestIntegrationOutage(t *testing.T) {
-	url, index := itES(t)
+	itES(t) // the same precondition as the other integration tests
+	node := newESNode(t)
+	url, index := node.url, "beacongrid-it-outage"
 	outage := 2 * time.Minute
 	if v := os.Getenv("BEACONGRID_IT_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -169,14 +208,7 @@ func TestIntegrationOutage(t *testing.T) {
 	ids, _ := spoolAlerts(t, w, 0, before, 50, 0)
 	waitFor("the first alerts to be delivered", time.Minute, func() bool { return value(t, m.Committed) == before })
 
-	esStopped := false
-	t.Cleanup(func() {
-		if esStopped {
-			esCtl(t, "start")
-		}
-	})
-	esCtl(t, "stop")
-	esStopped = true
+	node.ctl(t, "stop")
 	outageStart := time.Now()
 	// The rest arrive spread over the outage, 50 per append.
 	appends := (total - before) / 50
@@ -191,8 +223,7 @@ func TestIntegrationOutage(t *testing.T) {
 	if slowest > 3*time.Second { // fsync latency on a busy disk, not a wait on Elasticsearch
 		t.Errorf("a spool append took %s while Elasticsearch was down; the plugin side must not wait", slowest)
 	}
-	esCtl(t, "start")
-	esStopped = false
+	node.ctl(t, "start")
 	back := time.Now()
 	waitFor("the backlog to be delivered", 3*time.Minute, func() bool { return value(t, m.Committed) == total })
 	t.Logf("backlog of %d delivered %s after Elasticsearch returned", total-before, time.Since(back).Round(100*time.Millisecond))

@@ -30,6 +30,9 @@
 #   ES_START_TIMEOUT    seconds to wait for yellow health, default 120
 #   ES_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL, default 30
 #   ES_USER             user to run as when root, default beacongrid-es
+#   ES_RUN              the node's run directory (config, data, logs, pidfile),
+#                       default $ROOT/.cache/es/run; a second node needs its own
+#                       ES_RUN and ES_PORT (its parents must be readable by ES_USER)
 #   JAVA_HOME           default: derived from `java` on PATH (Java 17+)
 #
 # The script works without a terminal (CI=true, no stdin) and every command
@@ -48,7 +51,7 @@ ES_HOST=127.0.0.1
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=$ROOT/.cache/es
 ES_HOME=$CACHE/elasticsearch-$ES_VERSION
-RUN=$CACHE/run
+RUN=${ES_RUN:-$CACHE/run}
 PIDFILE=$RUN/es.pid
 URL=http://$ES_HOST:$ES_PORT
 ARTIFACT=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip
