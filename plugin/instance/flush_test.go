@@ -147,6 +147,9 @@ func (k *flowKeys) Observe(e *fields.Event, buf []byte) []byte {
 // fields, make the flow key) allocates nothing at all, whatever the chunk
 // holds: Zeek http records, flat or nested, with every timestamp encoding.
 func TestFlushDecodeAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	in, _ := newInstance(t)
 	defer in.Close()
 	keys := &flowKeys{}
@@ -178,6 +181,9 @@ func TestFlushDecodeAllocatesNothing(t *testing.T) {
 // So a run measures from 0 to about 2 per 64 records depending on whether
 // that goroutine got a core; the bound is that and a few per flush.
 func TestFlushAllocationsPerRecord(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	in, _ := newInstance(t)
 	defer in.Close()
 	data := encode(t, zeekHTTP(1000, 100, 5, time.Now()))
