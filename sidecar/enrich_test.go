@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -253,5 +254,49 @@ func TestReloaderHotReloadsAndKeepsOldOnError(t *testing.T) {
 	// A source that cannot be read at start is an error.
 	if _, _, err := NewReloader("", []string{filepath.Join(dir, "missing.txt")}, nil, m, log); err == nil {
 		t.Error("missing IOC file accepted at start")
+	}
+}
+
+// TestRunEnrichesFromConfiguredFiles runs the whole sidecar with an
+// inventory and an IOC list and checks the indexed document and the saved
+// sightings.
+func TestRunEnrichesFromConfiguredFiles(t *testing.T) {
+	es := newFakeES(t)
+	dir := t.TempDir()
+	a := testAlert(9)
+	a.Host, a.Threat = nil, nil
+	writeSpool(t, dir, alertLine(t, a))
+	cfg := testConfig(dir, es.URL())
+	cfg.InventoryFile = writeFile(t, t.TempDir(), "inv.json", `[{"ip":"10.0.0.9","hostname":"ws-9","criticality":"low"}]`)
+	cfg.IOCFiles = []string{writeFile(t, t.TempDir(), "intel.txt", "c2.example.net\n")}
+	if err := Run(context.Background(), cfg, quietLog(), true); err != nil {
+		t.Fatal(err)
+	}
+	doc, ok := es.doc(a.Event.ID)
+	if !ok {
+		t.Fatal("alert not indexed")
+	}
+	var got struct {
+		Host       struct{ Name, Criticality string }
+		Threat     struct{ Feed string }
+		Beacongrid Sighting
+	}
+	if err := json.Unmarshal(doc, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Host.Name != "ws-9" || got.Threat.Feed != "intel" || got.Beacongrid.DestinationSources != 1 {
+		t.Errorf("document enrichment = %+v", got)
+	}
+	s, err := LoadSightings(filepath.Join(dir, sightingsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sg, _ := s.Observe("10.0.0.9", "c2.example.net", a.Timestamp); !sg.FlowFirstSeen.Equal(a.Timestamp) {
+		t.Errorf("sightings not saved at shutdown: %+v", sg)
+	}
+	// A configured file that cannot be read stops the sidecar at start.
+	cfg.IOCFiles = []string{filepath.Join(dir, "missing.txt")}
+	if err := Run(context.Background(), cfg, quietLog(), true); err == nil || !strings.Contains(err.Error(), "missing.txt") {
+		t.Errorf("Run with a missing IOC file = %v", err)
 	}
 }
