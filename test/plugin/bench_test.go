@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,17 +113,24 @@ func comparePlugins(t *testing.T, repeatOurs, repeatDecoder int) (ours, dec benc
 	return ours, dec
 }
 
-var decoderSO string
+var (
+	decoderOnce sync.Once
+	decoderSO   string
+	decoderErr  error
+)
 
+// decoderPlugin builds build/bench/decoderplugin once per test binary, into
+// the directory TestMain removes.
 func decoderPlugin(t *testing.T) string {
 	t.Helper()
-	if decoderSO == "" {
-		dir := t.TempDir()
-		p, err := flbtest.BuildPluginTo(dir, "./build/bench/decoderplugin", "out_beacongrid_fbgo.so")
-		if err != nil {
-			t.Fatal(err)
+	decoderOnce.Do(func() {
+		var dir string
+		if dir, decoderErr = tempDir(); decoderErr == nil {
+			decoderSO, decoderErr = flbtest.BuildPluginTo(dir, "./build/bench/decoderplugin", "out_beacongrid_fbgo.so")
 		}
-		decoderSO = p
+	})
+	if decoderErr != nil {
+		t.Fatal(decoderErr)
 	}
 	return decoderSO
 }

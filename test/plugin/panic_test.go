@@ -16,13 +16,27 @@ var (
 	debugOnce sync.Once
 	debugSO   string
 	debugErr  error
-	debugDir  string
+
+	tempMu   sync.Mutex
+	tempDirs []string
 )
+
+// tempDir makes a directory that lives as long as the test binary (for
+// plugins built once and shared by tests); TestMain removes it.
+func tempDir() (string, error) {
+	d, err := os.MkdirTemp("", "beacongrid-plugin-test-")
+	if err == nil {
+		tempMu.Lock()
+		tempDirs = append(tempDirs, d)
+		tempMu.Unlock()
+	}
+	return d, err
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if debugDir != "" {
-		os.RemoveAll(debugDir)
+	for _, d := range tempDirs {
+		os.RemoveAll(d)
 	}
 	os.Exit(code)
 }
@@ -32,10 +46,10 @@ func TestMain(m *testing.M) {
 func debugPlugin(t *testing.T) string {
 	t.Helper()
 	debugOnce.Do(func() {
-		if debugDir, debugErr = os.MkdirTemp("", "beacongrid-debug-"); debugErr != nil {
-			return
+		var dir string
+		if dir, debugErr = tempDir(); debugErr == nil {
+			debugSO, debugErr = flbtest.BuildPluginFlagsTo(dir, "./plugin", "out_beacongrid_debug.so", "-tags=beacongrid_debug")
 		}
-		debugSO, debugErr = flbtest.BuildPluginFlagsTo(debugDir, "./plugin", "out_beacongrid_debug.so", "-tags=beacongrid_debug")
 	})
 	if debugErr != nil {
 		t.Fatal(debugErr)

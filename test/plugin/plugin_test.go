@@ -11,18 +11,39 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/beacongrid/beacongrid/internal/flbtest"
 )
 
+var (
+	binOnce        sync.Once
+	binHost, binSO string
+	binErr         error
+)
+
+// binaries returns the host and the plugin: $BEACONGRID_BIN's when set (make
+// does), else built once per test binary.
 func binaries(t *testing.T) (host, so string) {
 	t.Helper()
 	if bin := os.Getenv("BEACONGRID_BIN"); bin != "" {
 		return filepath.Join(bin, "flbhost"), filepath.Join(bin, "out_beacongrid.so")
 	}
-	return flbtest.BuildHost(t), flbtest.BuildPlugin(t, "./plugin")
+	binOnce.Do(func() {
+		var dir string
+		if dir, binErr = tempDir(); binErr != nil {
+			return
+		}
+		if binHost, binErr = flbtest.BuildHostTo(dir); binErr == nil {
+			binSO, binErr = flbtest.BuildPluginTo(dir, "./plugin", "out_beacongrid.so")
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binHost, binSO
 }
 
 // beacon returns events of a 60 s beacon from src to dst over hours.
