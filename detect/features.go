@@ -7,7 +7,7 @@ import (
 	"github.com/beacongrid/beacongrid/cache"
 )
 
-// FeatureNames names the model's inputs, in order. docs/features.md
+// FeatureNames names the model's inputs, in order. docs/model.md
 // describes each. A model trained on other features is refused at load.
 var FeatureNames = []string{
 	"log_requests",     // log1p(requests in the window)
@@ -29,7 +29,7 @@ var FeatureNames = []string{
 	"sec_gap_cv",       // coefficient of variation of inter-arrival seconds
 	"size_cv",          // coefficient of variation of request sizes
 	"log_prevalence",   // log1p(sources reaching the destination)
-	"prevalence_share", // sources reaching the destination / sources seen
+	"prevalence_share", // sources reaching the destination / max(sources seen, 20)
 	"dst_is_ip",        // 1 when the destination has no name, only ip:port
 }
 
@@ -180,9 +180,7 @@ func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 	out[16] = v.GapCV
 	out[17] = v.SizeCV
 	out[18] = math.Log1p(float64(v.Prevalence))
-	if v.Sources > 0 {
-		out[19] = float64(v.Prevalence) / float64(v.Sources)
-	}
+	out[19] = float64(v.Prevalence) / float64(max(v.Sources, minShareSources))
 	out[20] = dstIsIP(v.Dst)
 	switch {
 	case med > 1:
@@ -196,6 +194,11 @@ func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 }
 
 type sum struct{ active, req int }
+
+// minShareSources is the fewest sources prevalence_share divides by: in a
+// capture of one or a few hosts every destination is reached by "all
+// sources", which says nothing about how widely it is used.
+const minShareSources = 20
 
 // histMedian returns the lower median of n values counted in hist.
 func histMedian(hist []uint16, n int) int {

@@ -23,6 +23,9 @@ type Flow struct {
 	Last      int64 // event time of the last record
 	Callbacks int   // records, those in the same second as the one before counted once
 	Sources   int   // distinct sources reaching Dst in the dataset
+	// Interval is the C2 sleep when the labels give it (the simulator's
+	// "interval=60s" detail), else 0.
+	Interval time.Duration
 }
 
 // Span is the time from the flow's first to its last record.
@@ -100,8 +103,9 @@ type Metrics struct {
 	FalsePer1000   float64      // FalseAlerts per 1000 benign flows
 	FalseByKind    []KindCount  // false alerts per benign kind, most first
 	WideDsts       int          // destinations most sources use
-	WideAlerts     int          // alerts on flows to them
+	WideAlerts     int          // false alerts on flows to them
 	Latency        []Latency    // time to alert per C2 kind, then "all"; empty for batch scorers
+	LatencyByIv    []Latency    // time to alert by C2 interval (IntervalBuckets), when the labels give intervals
 	FalseFlows     []int        // indexes of the falsely alerted flows, by score, highest first
 	MissedTargets  []int        // indexes of target flows that did not alert
 }
@@ -122,6 +126,7 @@ func Compute(flows []Flow, out []Outcome, c Criteria) Metrics {
 	falseKinds := map[string]int{}
 	wide := map[string]bool{}
 	lat := map[string][]time.Duration{}
+	latIv := make([][]time.Duration, len(IntervalBuckets))
 	for i := range flows {
 		f, o := &flows[i], &out[i]
 		isWide := c.Wide(f, m.Sources)
@@ -130,7 +135,7 @@ func Compute(flows []Flow, out []Outcome, c Criteria) Metrics {
 		}
 		if o.Alerted {
 			m.Alerts++
-			if isWide {
+			if isWide && !f.Malicious {
 				m.WideAlerts++
 			}
 		}
@@ -168,6 +173,14 @@ func Compute(flows []Flow, out []Outcome, c Criteria) Metrics {
 			d := time.Duration(max(0, o.At-f.First)) * time.Second
 			lat[f.Kind] = append(lat[f.Kind], d)
 			lat[""] = append(lat[""], d)
+			if f.Interval > 0 {
+				for b, ub := range IntervalBuckets {
+					if f.Interval <= ub.Max {
+						latIv[b] = append(latIv[b], d)
+						break
+					}
+				}
+			}
 		}
 	}
 	m.WideDsts = len(wide)
@@ -196,7 +209,23 @@ func Compute(flows []Flow, out []Outcome, c Criteria) Metrics {
 	if ds := lat[""]; len(ds) > 0 {
 		m.Latency = append(m.Latency, summarise("all", ds))
 	}
+	for b, ds := range latIv {
+		if len(ds) > 0 {
+			m.LatencyByIv = append(m.LatencyByIv, summarise(IntervalBuckets[b].Name, ds))
+		}
+	}
 	return m
+}
+
+// IntervalBuckets group C2 flows by their sleep for time to alert.
+var IntervalBuckets = []struct {
+	Name string
+	Max  time.Duration
+}{
+	{"interval <= 60 s", time.Minute},
+	{"interval 61 s - 5 min", 5 * time.Minute},
+	{"interval 5 - 30 min", 30 * time.Minute},
+	{"interval > 30 min", 1 << 62},
 }
 
 func summarise(kind string, ds []time.Duration) Latency {

@@ -31,13 +31,18 @@ func TestComputeHandBuilt(t *testing.T) {
 		benign("10.0.0.3", "outlook.example", "benign-mail", 3), // 7
 		benign("10.0.0.4", "iot.example", "benign-iot", 1),      // 8: false alert
 		benign("10.0.0.4", "news.example", "benign-browsing", 2),
+		{Src: "10.0.0.4", Dst: "outlook.example", Malicious: true, Kind: "c2-cdn-hidden", // 10: C2 inside a wide service, alerted: not a false alert
+			First: 0, Last: 3 * h, Callbacks: 20, Sources: 3},
 	}
+	flows[0].Interval = time.Minute
+	flows[1].Interval = 10 * time.Minute
 	out := make([]Outcome, len(flows))
 	out[0] = Outcome{Alerted: true, At: 1000 + 1800, Score: 0.99}
 	out[1] = Outcome{Alerted: true, At: 1000 + 2*h, Score: 0.95}
 	out[3] = Outcome{Alerted: true, At: 100, Score: 0.97}
 	out[5] = Outcome{Alerted: true, At: 5 * h, Score: 0.93}
 	out[8] = Outcome{Alerted: true, At: 5 * h, Score: 0.98}
+	out[10] = Outcome{Alerted: true, At: 2 * h, Score: 0.96}
 	m := Compute(flows, out, DefaultCriteria())
 
 	eq := func(name string, got, want float64) {
@@ -54,13 +59,13 @@ func TestComputeHandBuilt(t *testing.T) {
 	}
 	eqi("sources", m.Sources, 4)
 	eqi("benign flows", m.BenignFlows, 5)
-	eqi("malicious flows", m.MaliciousFlows, 5)
+	eqi("malicious flows", m.MaliciousFlows, 6)
 	eqi("target flows", m.TargetFlows, 3)
 	eq("recall", m.Recall, 2.0/3)
-	eqi("alerts", m.Alerts, 5)
-	eqi("true alerts", m.TrueAlerts, 3)
+	eqi("alerts", m.Alerts, 6)
+	eqi("true alerts", m.TrueAlerts, 4)
 	eqi("false alerts", m.FalseAlerts, 2)
-	eq("precision", m.Precision, 3.0/5)
+	eq("precision", m.Precision, 4.0/6)
 	eq("false per 1000", m.FalsePer1000, 1000*2.0/5)
 	eqi("wide destinations", m.WideDsts, 1)
 	eqi("wide alerts", m.WideAlerts, 1)
@@ -75,13 +80,14 @@ func TestComputeHandBuilt(t *testing.T) {
 		"c2-laptop":     {Kind: "c2-laptop", Target: 1, Hit: 0, Malicious: 2, MHit: 1},
 		"c2-long-sleep": {Kind: "c2-long-sleep", Target: 0, Hit: 0, Malicious: 1, MHit: 0},
 	}
-	eqi("kinds", len(m.Kinds), 3)
+	want["c2-cdn-hidden"] = KindRecall{Kind: "c2-cdn-hidden", Malicious: 1, MHit: 1}
+	eqi("kinds", len(m.Kinds), 4)
 	for _, k := range m.Kinds {
 		if k != want[k.Kind] {
 			t.Errorf("kind %+v, want %+v", k, want[k.Kind])
 		}
 	}
-	if r := m.Kinds[2].Recall(); !math.IsNaN(r) {
+	if r := m.Kinds[3].Recall(); !math.IsNaN(r) {
 		t.Errorf("recall without targets %v, want NaN", r)
 	}
 	if len(m.FalseByKind) != 2 || m.FalseByKind[0] != (KindCount{"benign-iot", 1}) || m.FalseByKind[1] != (KindCount{"benign-mail", 1}) {
@@ -98,6 +104,18 @@ func TestComputeHandBuilt(t *testing.T) {
 	for i := range wantLat {
 		if m.Latency[i] != wantLat[i] {
 			t.Errorf("latency[%d] = %+v, want %+v", i, m.Latency[i], wantLat[i])
+		}
+	}
+	wantIv := []Latency{
+		{Kind: "interval <= 60 s", N: 1, Median: 30 * time.Minute, Max: 30 * time.Minute},
+		{Kind: "interval 5 - 30 min", N: 1, Median: 2 * time.Hour, Max: 2 * time.Hour},
+	}
+	if len(m.LatencyByIv) != 2 || m.LatencyByIv[0] != wantIv[0] || m.LatencyByIv[1] != wantIv[1] {
+		t.Errorf("latency by interval %+v, want %+v", m.LatencyByIv, wantIv)
+	}
+	for in, want := range map[string]time.Duration{"interval=60s jitter=0": time.Minute, "interval=1980s": 1980 * time.Second, "service=x period=60s": 0, "interval=bad": 0} {
+		if got := detailInterval(in); got != want {
+			t.Errorf("detailInterval(%q) = %v, want %v", in, got, want)
 		}
 	}
 }

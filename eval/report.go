@@ -81,7 +81,7 @@ func writeDataset(b *strings.Builder, ds *Dataset, c Criteria, thresholds []floa
 	row("**precision**", func(m *Metrics) string { return frac(m.Precision, m.TrueAlerts, m.Alerts) })
 	row("false alerts", func(m *Metrics) string { return fmt.Sprint(m.FalseAlerts) })
 	row("**false alerts per 1000 benign flows**", func(m *Metrics) string { return num(m.FalsePer1000, 2) })
-	row(fmt.Sprintf("**alerts on services most hosts use** (%d destinations)", det.WideDsts), func(m *Metrics) string { return fmt.Sprint(m.WideAlerts) })
+	row(fmt.Sprintf("**false alerts on services most hosts use** (%d destinations)", det.WideDsts), func(m *Metrics) string { return fmt.Sprint(m.WideAlerts) })
 	row("time to alert, median / max", func(m *Metrics) string {
 		for _, l := range m.Latency {
 			if l.Kind == "all" {
@@ -135,7 +135,7 @@ func writeDataset(b *strings.Builder, ds *Dataset, c Criteria, thresholds []floa
 
 	if len(det.Latency) > 0 {
 		b.WriteString("\nbeacongrid's time from first callback to first alert (event time), target C2 flows:\n\n| kind | flows | median | max |\n|---|---|---|---|\n")
-		for _, l := range det.Latency {
+		for _, l := range append(det.Latency, det.LatencyByIv...) {
 			fmt.Fprintf(b, "| %s | %d | %s | %s |\n", l.Kind, l.N, fmtDur(l.Median), fmtDur(l.Max))
 		}
 	}

@@ -213,6 +213,7 @@ func Run(name string, files []string, lab Labels, m fields.Mapping, d *detect.De
 			a.rank = 1
 			f.Malicious = strings.EqualFold(r.Label, sim.Malicious)
 			f.Kind, f.Detail = r.Kind, r.Detail
+			f.Interval = detailInterval(r.Detail)
 		}
 	}
 	// Prevalence.
@@ -287,6 +288,23 @@ func sortedAccs(m map[string]*acc) []*acc {
 }
 
 var malicious = []byte("malicious")
+
+// detailInterval reads "interval=60s" from a simulator detail.
+func detailInterval(detail string) time.Duration {
+	i := strings.Index(detail, "interval=")
+	if i < 0 {
+		return 0
+	}
+	v := detail[i+len("interval="):]
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d
+}
 
 // fromRecord folds one record's label columns into its flow's label.
 func (l *Labels) fromRecord(f *Flow, a *acc, label, detail []byte) {

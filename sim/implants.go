@@ -42,6 +42,7 @@ type implant struct {
 	tg       *tag
 	t        int64
 	reqs     []httpReq
+	perCall  int // requests (HTTP) or connections per callback: check-in, then fetch or report
 }
 
 func (m *implant) next() int64 { return m.t }
@@ -115,6 +116,11 @@ func (m *implant) beacon(g *gen, t int64) {
 			dur += r.uniform(0.5, 5)
 		}
 		g.tlsConn(m.h, r, t, m.ep, tlsSession{sni: sni, up: up, down: down, dur: dur, resumed: r.chance(0.5), failed: r.chance(0.01)}, m.tg)
+		at := t
+		for k := 1; k < m.perCall; k++ {
+			at += secs(r.uniform(0.05, 2)) // a parallel or follow-up connection
+			g.tlsConn(m.h, r, at, m.ep, tlsSession{sni: sni, up: int64(r.between(180, 700)), down: int64(r.between(60, 420)), dur: r.uniform(0.08, 1.2), resumed: true}, m.tg)
+		}
 	case c2HTTP, c2HTTPIP:
 		host := m.ep.name
 		if m.tr == c2HTTPIP {
@@ -128,6 +134,10 @@ func (m *implant) beacon(g *gen, t int64) {
 			q.mime = ""
 		}
 		m.reqs = append(m.reqs[:0], q)
+		for k := 1; k < m.perCall; k++ {
+			m.reqs = append(m.reqs, httpReq{method: pick(r, []string{"GET", "POST"}), uri: pick(r, m.uris), ua: m.ua, status: 200,
+				body: int64(r.between(0, 400)), resp: int64(r.between(0, 260)), mime: "text/plain", think: r.uniform(0.05, 2)})
+		}
 		if tasked {
 			m.reqs[0].resp = int64(r.lognormal(20000, 1.5))
 			m.reqs[0].mime = "application/octet-stream"
@@ -218,6 +228,14 @@ func (w *world) newImplant(r *rng, h *host, kind string, ep *endpoint, tr c2Tran
 	if r.chance(0.3) {
 		m.ua = h.ua // blends in with the host's browser
 	}
+	// Many families send more than one request per callback (Kovter in
+	// the CTU capture: two HTTP requests a second apart every 120 s).
+	m.perCall = 1
+	if u := m.r.Float64(); u < 0.1 {
+		m.perCall = 3
+	} else if u < 0.35 {
+		m.perCall = 2
+	}
 	if ep == nil {
 		ep = c2Endpoint(r, tr)
 	}
@@ -242,11 +260,24 @@ func niceInterval(s float64) float64 {
 	return math.Max(step, math.Round(s/step)*step)
 }
 
+// c2Jitter draws an implant's jitter: a fifth of implants sleep a fixed
+// interval (much commodity malware does: Kovter in the CTU capture polls
+// every 120 s to the second), the rest U(0, 50 %).
+func c2Jitter(r *rng) float64 {
+	if r.chance(0.2) {
+		return 0
+	}
+	return pct(r.uniform(0, 0.5))
+}
+
 // pct rounds a jitter to a whole percent, as operators configure it.
 func pct(x float64) float64 { return math.Round(x*100) / 100 }
 
 // start sets the detail and the first call once gate and ops are final.
 func (m *implant) start(extra string) {
+	if m.perCall > 1 && m.tr != c2TCP {
+		extra = fmt.Sprintf(" per-callback=%d", m.perCall) + extra
+	}
 	m.tg = &tag{label: Malicious, kind: m.kind, detail: fmt.Sprintf("interval=%gs jitter=%.2f transport=%s%s",
 		float64(m.interval)/1e6, m.jitter, m.tr, extra)}
 	t := m.w.start + m.r.Int64N(m.interval)
@@ -326,6 +357,7 @@ func (w *world) addImplants(r *rng) error {
 			ep = newEndpoint(name, provVPS, port)
 		}
 		m := w.newImplant(newRNG(cfg.Seed, "beacon "+strconv.Itoa(i)), h, b.Kind, ep, tr, b.Interval.Seconds(), b.Jitter)
+		m.perCall = 1 // an explicit beacon makes exactly one request per callback
 		m.gate = h.online
 		if b.OfficeHours {
 			m.gate = intersect(h.online, officeHours(cfg, 8, 18))
@@ -390,19 +422,19 @@ func (w *world) addImplant(r *rng, kind string) {
 		if h == nil {
 			return
 		}
-		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(30, 7200)), pct(r.uniform(0, 0.5))).start("")
+		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(30, 7200)), c2Jitter(r)).start("")
 	case KindC2Laptop:
 		h := w.freeHost(r, roleLaptop)
 		if h == nil {
 			return
 		}
-		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(60, 900)), pct(r.uniform(0, 0.5))).start(" while the laptop is on")
+		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(60, 900)), c2Jitter(r)).start(" while the laptop is on")
 	case KindC2OfficeHours:
 		h := w.freeHost(r, roleDesktop)
 		if h == nil {
 			return
 		}
-		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(120, 1800)), pct(r.uniform(0, 0.5)))
+		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(120, 1800)), c2Jitter(r))
 		from, to := r.uniform(7.5, 9), r.uniform(16.5, 18.5)
 		m.gate = intersect(h.online, officeHours(w.cfg, from, to))
 		m.start(fmt.Sprintf(" hours=%02d:%02d-%02d:%02d weekdays", int(from), int(from*60)%60, int(to), int(to*60)%60))
@@ -411,13 +443,14 @@ func (w *world) addImplant(r *rng, kind string) {
 		if h == nil {
 			return
 		}
-		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.uniform(1800, 3600)), pct(r.uniform(0, 0.5))).start("")
+		w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.uniform(1800, 3600)), c2Jitter(r)).start("")
 	case KindC2Interactive:
 		h := w.freeHost(r, roleDesktop, roleServer)
 		if h == nil {
 			return
 		}
 		m := w.newImplant(r, h, kind, nil, randomTransport(r), niceInterval(r.logUniform(300, 1800)), pct(r.uniform(0.1, 0.5)))
+		m.perCall = 1 // operator sessions already make bursts
 		m.opGap = [2]float64{1, 5}
 		m.ops = spans{}
 		y, mo, d := w.cfg.Start.Date()
@@ -434,7 +467,7 @@ func (w *world) addImplant(r *rng, kind string) {
 	case KindC2SharedServer:
 		tr := randomTransport(r)
 		ep := c2Endpoint(r, tr)
-		interval, jitter := niceInterval(r.logUniform(60, 1800)), pct(r.uniform(0, 0.5))
+		interval, jitter := niceInterval(r.logUniform(60, 1800)), c2Jitter(r)
 		for i := 0; i < 3; i++ {
 			h := w.freeHost(r, roleDesktop, roleLaptop, roleServer)
 			if h == nil {

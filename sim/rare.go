@@ -12,6 +12,7 @@ const (
 	KindServerAPI = "benign-server-api"  // servers' irregular calls to package registries and cloud APIs
 	KindBrowsing  = "benign-browsing"    // people browsing the web
 	KindCertCheck = "benign-cert-check"  // OCSP/CRL fetches (also triggered by browsing)
+	KindNiche     = "benign-niche-agent" // a niche vendor's updater or push channel on a few hosts
 )
 
 func (w *world) addRareServices(r *rng) {
@@ -52,6 +53,41 @@ func (w *world) addRareServices(r *rng) {
 	}
 	if h := pickHost(func(h *host) bool { return h.role == roleServer }); h != nil {
 		w.actors = append(w.actors, newBackup(w, h))
+	}
+	w.addNicheAgents(r, pickHost)
+}
+
+// addNicheAgents installs software few hosts run: a niche vendor's update
+// checker (exact timer, 10 min to 2 h), licence check or push channel (a
+// keepalive to a bare address every 5 to 30 min). On a lone host, or in a
+// network where only one or two machines run it, prevalence cannot tell
+// such traffic from C2; its timer (exact, with missed beats) can.
+func (w *world) addNicheAgents(r *rng, pickHost func(func(*host) bool) *host) {
+	n := max(1, len(w.hosts)/12)
+	for i := 0; i < n; i++ {
+		h := pickHost(func(h *host) bool { return h.role != roleIoT })
+		if h == nil {
+			return
+		}
+		vendor := madeUpName(r)
+		var d *svcDef
+		switch r.IntN(3) {
+		case 0:
+			d = &svcDef{kind: KindNiche, name: vendor + "-update", tr: tHTTP,
+				names: []string{"update." + vendor + ".com"}, prov: provHosting, port: 80,
+				periods: []float64{600, 1200, 1800, 3600, 3600, 7200}, skip: r.uniform(0.05, 0.3), burst: [2]int{1, 2},
+				req: reqTmpl{method: "GET", uris: []string{"/v1/update.ver", "/latest.json"}, ua: vendor + "-updater/3.1", resp: [2]int{200, 4000}, mime: "application/octet-stream"}}
+		case 1:
+			d = &svcDef{kind: KindNiche, name: vendor + "-licence", tr: tHTTPS,
+				names: []string{"licence." + vendor + ".com"}, prov: provAWS, port: 443,
+				periods: []float64{900, 1200, 1680, 1800, 3600}, skip: r.uniform(0.05, 0.3), burst: [2]int{1, 2}, up: [2]int{300, 900}, down: [2]int{400, 3000}}
+		default:
+			port := pick(r, []int{443, 8883, 5223})
+			d = &svcDef{kind: KindNiche, name: vendor + "-push", tr: tTCP,
+				names: []string{"push." + vendor + ".com"}, prov: provHosting, port: port,
+				periods: []float64{300, 300, 600, 900, 1800}, skip: r.uniform(0.05, 0.3), burst: [2]int{1, 1}, up: [2]int{60, 4000}, down: [2]int{40, 9000}}
+		}
+		w.actors = append(w.actors, newPeriodic(w, h, d, d.names))
 	}
 }
 

@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--num-leaves", type=int, default=31)
     ap.add_argument("--learning-rate", type=float, default=0.1)
     ap.add_argument("--num-threads", type=int, default=1, help="LightGBM threads (default 1; results depend on it)")
+    ap.add_argument("--decreasing", default="log_prevalence,prevalence_share",
+                    help="comma-separated features the score may only fall with (LightGBM monotone constraint -1): "
+                         "more hosts reaching a destination never makes it more suspicious (default log_prevalence,prevalence_share; '' = none)")
     ap.add_argument("--exclude", default="", help="comma-separated columns to ignore (neither features nor labels)")
     ap.add_argument("--version-prefix", default=None, help="version id prefix (default: UTC date YYYYMMDD, or SOURCE_DATE_EPOCH's)")
     args = ap.parse_args(argv)
@@ -290,6 +293,14 @@ def main(argv=None) -> int:
         "num_threads": args.num_threads,
         "verbosity": -1,
     }
+    dec = [d for d in args.decreasing.split(",") if d]
+    unknown = [d for d in dec if d not in names]
+    if unknown:
+        print(f"error: --decreasing names unknown features {unknown}", file=sys.stderr)
+        return 2
+    if dec:
+        params["monotone_constraints"] = [-1 if n in dec else 0 for n in names]
+        params["monotone_constraints_method"] = "intermediate"
     dtrain = lgb.Dataset(X[tr], label=y[tr], feature_name=names, free_raw_data=False)
     dvalid = lgb.Dataset(X[va], label=y[va], reference=dtrain, free_raw_data=False)
     callbacks = [lgb.log_evaluation(period=0)]
