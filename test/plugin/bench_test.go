@@ -20,7 +20,7 @@ const BenchEnv = "BEACONGRID_BENCH_PLUGIN"
 const benchRecords = 1000
 
 // zeekHTTPChunk writes a chunk of benchRecords real Zeek http records
-// (../shared/data, both captures; about 15 fields each once unset fields
+// (../shared/data, both captures; about 17 fields each once unset fields
 // are left out, as Zeek's JSON writer does), in Fluent Bit v4.2.8's layout
 // (v2 events, array32 headers, EventTime), spread over the last hour.
 func zeekHTTPChunk(t *testing.T) (string, int) {
