@@ -276,34 +276,38 @@ func cleanDomain(d []byte) []byte {
 // cost on the hot path, where the flow key needs only the yes or no
 // (TestIsIPv4MatchesNetip holds it to netip).
 func isIPv4(b []byte) bool {
-	if len(b) < 7 || len(b) > 15 {
+	n := len(b)
+	if n < 7 || n > 15 {
 		return false
 	}
-	dots, val, digits, lead := 0, 0, 0, byte(0)
-	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			if digits == 0 {
-				lead = c
-			} else if lead == '0' {
-				return false // a leading zero
-			}
-			val = val*10 + int(c-'0')
-			digits++
-			if val > 255 {
+	i := 0
+	for f := 0; f < 4; f++ {
+		if f > 0 {
+			if i >= n || b[i] != '.' {
 				return false
 			}
-		case c == '.':
-			if digits == 0 {
-				return false
-			}
-			dots++
-			val, digits = 0, 0
-		default:
+			i++
+		}
+		if i >= n || b[i]-'0' > 9 {
 			return false
 		}
+		v := uint(b[i] - '0')
+		i++
+		if i < n && b[i]-'0' <= 9 { // a second digit
+			if v == 0 {
+				return false // a leading zero
+			}
+			v = v*10 + uint(b[i]-'0')
+			i++
+			if i < n && b[i]-'0' <= 9 { // a third
+				if v = v*10 + uint(b[i]-'0'); v > 255 {
+					return false
+				}
+				i++
+			}
+		}
 	}
-	return dots == 3 && digits > 0
+	return i == n
 }
 
 // urlHost returns the host[:port] of a URL: "http://user@Host:8080/p?q"
