@@ -239,17 +239,16 @@ func (f *Flow) SetMarks(m Marks) {
 // Memory charged per flow beyond its counts, in bytes: the Flow struct (its
 // 128-byte allocation class), ristretto's bookkeeping for one item (its
 // store map slot holding a 48-byte storeItem, its policy cost map slot, at
-// the maps' average load) and a share of the shared sources and
-// destinations. TestHeavyMemoryPerFlow compares the charge with the
-// measured heap.
+// the maps' average load). Sources and destinations, which flows share, are
+// accounted by the store as a whole (Store.chargeShared).
+// TestHeavyMemoryPerFlow compares the charge with the measured heap.
 const (
 	flowStructBytes = 128
 	ristrettoBytes  = 128
-	sharedBytes     = 16
 )
 
 // bytes is the memory the flow is charged: what ristretto is told it costs.
 // Call with f.mu held, or before f is shared.
 func (f *Flow) bytes() int64 {
-	return int64(flowStructBytes + ristrettoBytes + sharedBytes + f.counts.bytes())
+	return int64(flowStructBytes + ristrettoBytes + f.counts.bytes())
 }

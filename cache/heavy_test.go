@@ -156,3 +156,81 @@ func TestHeavyMemoryPerFlow(t *testing.T) {
 		f.Close()
 	}
 }
+
+// TestHeavyFlood: a bound of 256 MiB, 10 M distinct one-off flows (a scan)
+// interleaved over a day of event time with 1000 beacons (one event a
+// minute each, from the first minute). The process RSS must stay under
+// 1.25 x the bound and every beacon must keep all 1440 counts. Scaled down
+// (BEACONGRID_FLOOD=n one-off flows) it runs in seconds.
+func TestHeavyFlood(t *testing.T) {
+	heavy(t)
+	const bound = 256 << 20
+	oneOffs := 10_000_000
+	if v := os.Getenv("BEACONGRID_FLOOD"); v != "" {
+		oneOffs, _ = strconv.Atoi(v)
+	}
+	s, err := New(Config{MaxBytes: bound, Now: simNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	const beacons = 1000
+	bsrc := []byte("10.1.0.1")
+	bdst := make([][]byte, beacons)
+	for b := range bdst {
+		bdst[b] = []byte("c2-" + strconv.Itoa(b) + ".example.net")
+	}
+	src := make([]byte, 0, 32)
+	dst := make([]byte, 0, 64)
+	base := sim.DefaultStart.Unix()
+	perMinute := oneOffs / Minutes
+	k := 0
+	for m := 0; m < Minutes; m++ {
+		sec := base + int64(m*60)
+		n := perMinute
+		if m == Minutes-1 {
+			n = oneOffs - k
+		}
+		total, nb := n+beacons, 0
+		for j := 0; j < total; j++ {
+			if nb < beacons && (j+1)*beacons/total > nb { // beacons spread evenly through the minute
+				if _, _, r := s.Observe(bsrc, bdst[nb], sec+int64(nb%60), 200); r != Counted {
+					t.Fatalf("beacon %d refused at minute %d: %v", nb, m, r)
+				}
+				nb++
+				continue
+			}
+			src = strconv.AppendInt(append(src[:0], "172.16."...), int64(k%65536), 10)
+			dst = strconv.AppendInt(append(dst[:0], "scan-"...), int64(k), 10)
+			dst = append(dst, ".example.org"...)
+			s.Observe(src, dst, sec+int64(j%60), 40)
+			k++
+		}
+		if m%240 == 0 {
+			cur, peak := rss(t)
+			t.Logf("minute %d: %d one-offs so far, RSS %.1f MiB (peak %.1f MiB), %+v", m, k, float64(cur)/(1<<20), float64(peak)/(1<<20), s.Stats())
+		}
+	}
+	s.Wait()
+	took := time.Since(start)
+	cur, peak := rss(t) // before the check below allocates its own maps
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("heap: in use %.1f MiB, sys %.1f MiB, live after last GC %.1f MiB, GCs %d", float64(ms.HeapInuse)/(1<<20), float64(ms.HeapSys)/(1<<20), float64(ms.HeapAlloc)/(1<<20), ms.NumGC)
+	got := flowTotals(s)
+	bad := 0
+	for b := 0; b < beacons; b++ {
+		if n := got["10.1.0.1\x00"+string(bdst[b])]; n != Minutes {
+			if bad++; bad <= 5 {
+				t.Errorf("beacon %d has %d counts, want %d", b, n, Minutes)
+			}
+		}
+	}
+	st := s.Stats()
+	t.Logf("%d one-off flows + %d beacons in %v; RSS %.1f MiB, peak %.1f MiB (bound %d MiB, limit %.0f MiB); %d beacons inexact; %+v",
+		k, beacons, took.Round(time.Second), float64(cur)/(1<<20), float64(peak)/(1<<20), bound>>20, 1.25*float64(bound>>20), bad, st)
+	if float64(peak) >= 1.25*bound {
+		t.Errorf("peak RSS %.1f MiB is not under 1.25 x %d MiB", float64(peak)/(1<<20), bound>>20)
+	}
+}

@@ -85,6 +85,7 @@ type dest struct {
 // destination instead of holding a key string of their own.
 type table struct {
 	nsrc   atomic.Int64
+	bytes  atomic.Int64 // memory of the sources and destinations
 	shards [shards]struct {
 		mu   sync.Mutex
 		srcs map[string]*source
@@ -111,6 +112,7 @@ func (t *table) acquire(ip, dst []byte) (*source, *dest) {
 		s = &source{ip: string(ip)}
 		sh.srcs[s.ip] = s
 		t.nsrc.Add(1)
+		t.bytes.Add(sourceBytes(len(s.ip)))
 	}
 	s.flows++
 	sh.mu.Unlock()
@@ -120,6 +122,7 @@ func (t *table) acquire(ip, dst []byte) (*source, *dest) {
 	if d == nil {
 		d = &dest{name: string(dst)}
 		dh.dsts[d.name] = d
+		t.bytes.Add(destBytes(len(d.name)))
 	}
 	d.flows++
 	dh.mu.Unlock()
@@ -133,12 +136,14 @@ func (t *table) release(s *source, d *dest) {
 	if s.flows--; s.flows <= 0 {
 		delete(sh.srcs, s.ip)
 		t.nsrc.Add(-1)
+		t.bytes.Add(-sourceBytes(len(s.ip)))
 	}
 	sh.mu.Unlock()
 	dh := &t.shards[xxhash.Sum64String(d.name)%shards]
 	dh.mu.Lock()
 	if d.flows--; d.flows <= 0 {
 		delete(dh.dsts, d.name)
+		t.bytes.Add(-destBytes(len(d.name)))
 	}
 	dh.mu.Unlock()
 }
@@ -152,6 +157,23 @@ func (t *table) prevalence(d *dest) int {
 }
 
 func (t *table) sources() int { return int(t.nsrc.Load()) }
+
+// sourceBytes and destBytes are the memory of a source or destination with
+// a name of n bytes: the struct, the name and a map slot.
+func sourceBytes(n int) int64 { return 224 + nameBytes(n) + 40 }
+func destBytes(n int) int64   { return 24 + nameBytes(n) + 40 }
+
+// nameBytes rounds a string's length up to Go's small allocation classes.
+func nameBytes(n int) int64 {
+	switch {
+	case n <= 8:
+		return 8
+	case n <= 128:
+		return int64(n+15) &^ 15
+	default:
+		return int64(n+63) &^ 63
+	}
+}
 
 // lookup returns the source for ip, or nil.
 func (t *table) lookup(ip string) *source {

@@ -88,6 +88,7 @@ const MaxKeyLen = 512
 type Stats struct {
 	Flows        int64 // flows tracked (admitted or pending)
 	Bytes        int64 // bytes charged to tracked flows
+	SharedBytes  int64 // bytes of the sources and destinations the flows share
 	MaxCost      int64 // ristretto's bound on the bytes of admitted flows
 	Counted      int64
 	TooOld       int64 // events rejected as before the window
@@ -117,6 +118,8 @@ type Store struct {
 	wm      atomic.Int32 // watermark: newest accepted Unix minute
 	future  atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
 	closing atomic.Bool
+	// sharedCharged is the shared memory last taken from MaxCost.
+	sharedCharged atomic.Int64
 
 	flows, bytes                             atomic.Int64
 	counted, tooOld, tooNew, refused, badIn  atomic.Int64
@@ -201,10 +204,10 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, tab: newTable()}
 	s.perPend = max(cfg.PendingFlows/shards, 4)
-	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes), live/4)
+	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes+inFlightSlack*shards*newSlotBytes), live/4)
 	for i := range s.pending {
 		s.pending[i].m = make(map[uint64]*Flow, s.perPend)
-		s.pending[i].q = make([]pendEnt, 3*s.perPend) // new flows up to 2x, requeued ones 1x
+		s.pending[i].q = make([]pendEnt, 3*s.perPend+inFlightSlack) // new flows up to 2x + slack, requeued ones 1x
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *Flow]{
 		NumCounters:        cfg.ExpectedFlows * countersPerFlow,
@@ -385,6 +388,7 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie
 	if f == nil {
 		f = &Flow{}
 		f.src, f.dst = s.tab.acquire(src, dst)
+		s.chargeShared()
 		s.flows.Add(1)
 		s.bytes.Add(f.bytes())
 		p.m[h] = f
@@ -395,6 +399,16 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie
 		s.offer(h, f)
 	}
 	return f, Counted, false
+}
+
+// chargeShared takes the memory of sources and destinations, which flows
+// share, from ristretto's MaxCost, in steps of 1 MiB.
+func (s *Store) chargeShared() {
+	b := s.tab.bytes.Load()
+	if d := b - s.sharedCharged.Load(); d > 1<<20 || d < -1<<20 {
+		s.sharedCharged.Store(b)
+		s.rc.UpdateMaxCost(max(s.maxCost-b, s.maxCost/4))
+	}
 }
 
 // offer sends f to ristretto.
@@ -414,16 +428,17 @@ func (s *Store) offer(h uint64, f *Flow) {
 // stays. At level 0 (the shard holds its share or more) a flow in flight
 // stays, and a refused flow stays while it received an event since it was
 // queued or was queued less than pendingGrace minutes of event time ago.
-// At level 1 (the shard holds twice its share) refused single-event flows
-// past their grace are dropped; at level 2 (after waiting for ristretto to
-// settle every flow in flight) also those in their grace.
+// At level 1 (the shard holds twice its share) every refused flow that is
+// not established is dropped; if the shard is still full, its flows are in
+// flight, and the caller waits for ristretto to settle them before level 2
+// (the same rules) and, failing that, refuses the new flow.
 func (s *Store) makeRoom(p *pendingShard, level int) bool {
 	wm := s.wm.Load()
-	limit := s.perPend
+	limit, tries := s.perPend, min(p.n, 8) // level 0: a few steps per new flow
 	if level > 0 {
-		limit = 2 * s.perPend
+		limit, tries = s.hardLimit(), p.n
 	}
-	for tries := p.n; p.n-p.nreq >= limit && tries > 0; tries-- {
+	for ; p.n-p.nreq >= limit && tries > 0; tries-- {
 		e := p.q[p.head]
 		p.head = (p.head + 1) % len(p.q)
 		p.n--
@@ -448,7 +463,7 @@ func (s *Store) makeRoom(p *pendingShard, level int) bool {
 				keep = true
 			case level == 0 && ev != e.events:
 				keep, e.events, e.wm = true, ev, wm
-			case level <= 1 && grace:
+			case level == 0 && grace:
 				keep = true
 			default:
 				s.drop(e.h, f)
@@ -465,8 +480,15 @@ func (s *Store) makeRoom(p *pendingShard, level int) bool {
 			p.nreq--
 		}
 	}
-	return p.n-p.nreq < 2*s.perPend && p.n < len(p.q)
+	return p.n-p.nreq < s.hardLimit() && p.n < len(p.q)
 }
+
+// inFlightSlack is the room per shard, beyond twice its share, for new
+// flows in flight: ristretto's set buffer holds 32 Ki items, 512 per shard
+// on average, and drops Sets beyond it.
+const inFlightSlack = 512
+
+func (s *Store) hardLimit() int { return 2*s.perPend + inFlightSlack }
 
 // drop stops tracking a refused flow: folded into the flow ristretto holds
 // for its key, if another, else released.
@@ -663,7 +685,7 @@ func (s *Store) Wait() { s.rc.Wait() }
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Flows: s.flows.Load(), Bytes: s.bytes.Load(), MaxCost: s.maxCost,
+		Flows: s.flows.Load(), Bytes: s.bytes.Load(), SharedBytes: s.tab.bytes.Load(), MaxCost: s.maxCost,
 		Counted: s.counted.Load(), TooOld: s.tooOld.Load(), TooNew: s.tooNew.Load(),
 		Refused: s.refused.Load(), BadInput: s.badIn.Load(),
 		Rejections: s.rejections.Load(), DroppedSets: s.droppedSets.Load(), Dropped: s.dropped.Load(),
