@@ -129,3 +129,13 @@ bench-rules:
 		echo "  (CPU per op = user / 2000000)"; done
 fuzz-rules:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./rules
+
+# ---- cache (edge state) benchmarks: docs/benchmarks.md "Edge state" ----
+.PHONY: bench-cache
+# Heavy: several minutes and ~1 GiB; each heavy test runs in its own process
+# (RSS is per process).
+bench-cache:
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkObserve' -benchmem -benchtime 2000000x ./cache
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkSnapshot|BenchmarkRestore' -cpu 1 -benchtime 3x ./cache
+	BEACONGRID_HEAVY=1 $(GO) test -count=1 -timeout 30m -v -run 'TestHeavyMemoryPerFlow' ./cache
+	BEACONGRID_HEAVY=1 $(GO) test -count=1 -timeout 60m -v -run 'TestHeavyFlood' ./cache
