@@ -233,10 +233,22 @@ func acf(x []uint16, lag int) float64 {
 	if lag <= 0 || lag >= n {
 		return 0
 	}
-	act := 0
-	for _, c := range x {
-		if c != 0 {
-			act++
+	m := n - lag
+	// With a_i = [x_i != 0], b_i = [x_{i+lag} != 0] and p the active share,
+	// sum (a_i-p)(b_i-p) = n11 - p(nA+nB) + p^2 m: integer counts only.
+	act, n11, head, tail := 0, 0, 0, 0
+	for i, c := range x {
+		if c == 0 {
+			continue
+		}
+		act++
+		if i < lag {
+			head++
+		}
+		if i >= m {
+			tail++
+		} else if x[i+lag] != 0 {
+			n11++
 		}
 	}
 	p := float64(act) / float64(n)
@@ -244,18 +256,9 @@ func acf(x []uint16, lag int) float64 {
 	if vr < 1e-9 {
 		return 1
 	}
-	var cov float64
-	for i := 0; i+lag < n; i++ {
-		a, b := 0.0, 0.0
-		if x[i] != 0 {
-			a = 1
-		}
-		if x[i+lag] != 0 {
-			b = 1
-		}
-		cov += (a - p) * (b - p)
-	}
-	return cov / float64(n-lag) / vr
+	nA, nB := float64(act-tail), float64(act-head)
+	cov := float64(n11) - p*(nA+nB) + p*p*float64(m)
+	return cov / float64(m) / vr
 }
 
 // dstIsIP reports 1 for an ip:port destination.
