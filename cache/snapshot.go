@@ -12,8 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Snapshot file format (version 1). Integers are unsigned or zig-zag
@@ -468,7 +466,7 @@ func (s *Store) install(sn *snapshot) {
 	hs := make([]uint64, len(sn.flows))
 	for i, rf := range sn.flows {
 		f := rf.f
-		h := xxhash.Sum64(rf.key)
+		h := flowHash(rf.key[:rf.sl], rf.key[rf.sl+1:])
 		hs[i] = h
 		f.src, f.dst = s.tab.acquire(rf.key[:rf.sl], rf.key[rf.sl+1:])
 		s.flows.Add(1)

@@ -292,9 +292,7 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 	for abs > wm && !s.wm.CompareAndSwap(wm, abs) {
 		wm = s.wm.Load()
 	}
-	var kb [MaxKeyLen]byte
-	key := append(append(append(kb[:0], src...), 0), dst...)
-	h := xxhash.Sum64(key)
+	h := flowHash(src, dst)
 	for try := 0; ; try++ {
 		f, r = s.lookup(h, src, dst)
 		if r != Counted {
@@ -324,6 +322,12 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 		s.counted.Add(1)
 		return f, due, Counted
 	}
+}
+
+// flowHash is the ristretto key of flow src -> dst (conflicts are caught
+// by comparing the flow's source and destination).
+func flowHash(src, dst []byte) uint64 {
+	return xxhash.Sum64(src)*0x9e3779b97f4a7c15 ^ xxhash.Sum64(dst)
 }
 
 func (f *Flow) cost() int64 {
