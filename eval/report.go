@@ -44,6 +44,9 @@ func writeDataset(b *strings.Builder, ds *Dataset, c Criteria, thresholds []floa
 	fmt.Fprintf(b, "\n## %s\n\n", ds.Name)
 	fmt.Fprintf(b, "%d records from %d files, event time %s to %s; %d sources, %d flows (%d benign, %d malicious, %d target C2 flows)",
 		ds.Replay.Records, len(ds.Files), fmtTime(ds.Start), fmtTime(ds.End), det.Sources, det.Flows, det.BenignFlows, det.MaliciousFlows, det.TargetFlows)
+	if ds.Replay.BadLines > 0 || ds.Replay.BadField > 0 {
+		fmt.Fprintf(b, "; %d unreadable lines and %d bad fields skipped", ds.Replay.BadLines, ds.Replay.BadField)
+	}
 	if ds.Unlabelled > 0 {
 		fmt.Fprintf(b, "; %d unlabelled flows left out", ds.Unlabelled)
 	}
