@@ -206,8 +206,9 @@ func (s *source) appendTo(b []byte) []byte {
 // the store is left unchanged and the error wraps ErrSnapshot (or the
 // file's open/read error, e.g. fs.ErrNotExist).
 //
-// Restored flows are offered to ristretto like new ones; those that do not
-// fit under MaxCost are dropped (Stats.Restored counts the kept ones).
+// Restored flows are offered to ristretto like new ones; those it refuses
+// stay pending as long as they are active (see settle) and the others are
+// dropped (Stats.Restored counts the kept ones).
 // ristretto's frequency sketch is not saved: restored flows start with the
 // frequency their restore gives them.
 func (s *Store) Restore(path string) (SnapshotStats, error) {
@@ -484,13 +485,24 @@ func (s *Store) install(sn *snapshot) {
 	s.rc.Wait()
 	for i, rf := range sn.flows {
 		f := rf.f
-		if cur, ok := s.rc.Get(hs[i]); ok && cur == f {
+		switch cur, ok := s.rc.Get(hs[i]); {
+		case ok && cur == f:
 			f.setStatus(statusAdmitted)
 			s.restored.Add(1)
-		} else {
+		case s.pendingHolds(hs[i], f): // refused, and kept pending by settle
+			s.restored.Add(1)
+		default:
 			s.release(f)
 		}
 	}
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
+
+// pendingHolds reports whether the pending table holds f under h.
+func (s *Store) pendingHolds(h uint64, f *Flow) bool {
+	p := &s.pending[h%shards]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[h] == f && !f.isReleased()
+}

@@ -198,3 +198,35 @@ func TestSnapshotDuringObserve(t *testing.T) {
 		t.Fatalf("temporary files left behind: %v", m)
 	}
 }
+
+// A snapshot larger than the restoring store's bound: what does not fit is
+// dropped, the accounting stays exact and the store keeps working.
+func TestRestoreIntoSmallerStore(t *testing.T) {
+	a := newStore(t, Config{MaxBytes: 64 << 20, Now: fixedNow})
+	for i := 0; i < 40000; i++ {
+		a.Observe([]byte("10.3."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250)), []byte("d"+strconv.Itoa(i)+".example"), t0.Unix()+int64(i%3600), 1)
+	}
+	a.Wait()
+	path := filepath.Join(t.TempDir(), "state.bgs")
+	if _, err := a.WriteSnapshot(path); err != nil {
+		t.Fatal(err)
+	}
+	b := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
+	st, err := b.Restore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Wait()
+	bs := b.Stats()
+	if st.Flows == 0 || st.Flows >= 40000 || bs.Restored != int64(st.Flows) {
+		t.Fatalf("restored %d of 40000 flows into a 2 MiB store (%+v)", st.Flows, bs)
+	}
+	var n, bytes int64
+	b.Range(func(f *Flow) bool { n++; bytes += f.cost(); return true })
+	if n != bs.Flows || bytes != bs.Bytes {
+		t.Fatalf("Range %d flows %d bytes; Stats %+v", n, bytes, bs)
+	}
+	if _, _, r := b.Observe([]byte("10.0.0.1"), []byte("after.example"), t0.Unix()+3600, 1); r != Counted {
+		t.Fatalf("after restore: %v", r)
+	}
+}
