@@ -118,6 +118,7 @@ type Store struct {
 	wm      atomic.Int32 // watermark: newest accepted Unix minute
 	future  atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
 	closing atomic.Bool
+	recent  [recentSlots]atomic.Pointer[Flow]
 	// sharedCharged is the shared memory last taken from MaxCost.
 	sharedCharged atomic.Int64
 
@@ -293,10 +294,18 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 		wm = s.wm.Load()
 	}
 	h := flowHash(src, dst)
+	slot := &s.recent[h&(recentSlots-1)]
 	for try := 0; ; try++ {
-		f, r = s.lookup(h, src, dst)
-		if r != Counted {
-			return nil, false, r
+		// The recent-flow table skips ristretto's Get for a flow it holds
+		// (admitted, so the table's pointer is the key's one flow); every
+		// recentGetEvery-th event of it still goes to Get, which feeds
+		// ristretto's frequency sketch.
+		f = slot.Load()
+		if f == nil || f.state.Load() != statusAdmitted || !f.is(src, dst) || f.events%recentGetEvery == 0 {
+			if f, r = s.lookup(h, src, dst); r != Counted {
+				return nil, false, r
+			}
+			slot.Store(f)
 		}
 		res, due, grew := f.observe(abs, uint32(sec), size, &s.bytes)
 		switch res {
@@ -323,6 +332,13 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 		return f, due, Counted
 	}
 }
+
+// The recent-flow table: a direct-mapped cache of flows by hash in front
+// of ristretto's Get.
+const (
+	recentSlots    = 4096
+	recentGetEvery = 4
+)
 
 // flowHash is the ristretto key of flow src -> dst (conflicts are caught
 // by comparing the flow's source and destination).
