@@ -88,7 +88,10 @@ type Model struct {
 	// raw scores without leaves' transformation: leaves' sigmoid path
 	// allocates on every call, so Predict applies the sigmoid itself (the
 	// same formula as LightGBM's binary objective and leaves' own).
-	raw      *leaves.Ensemble
+	raw *leaves.Ensemble
+	// flat scores the same trees faster (flat.go); nil when the model has
+	// something it does not handle, and leaves scores alone.
+	flat     *flat
 	meta     Metadata
 	features []string
 	baseline []float64 // NaN where the metadata has no baseline
@@ -182,8 +185,17 @@ func LoadBytes(txt, meta []byte) (*Model, error) {
 			ErrInvalidModel, ens.NFeatures(), len(md.Features))
 	}
 
+	fl, err := compileFlat(txt, len(md.Features), hdr.nTrees)
+	switch {
+	case errors.Is(err, errNotFlat):
+		fl = nil
+	case err != nil:
+		return nil, fmt.Errorf("model: %w: LightGBM model text: %v", ErrInvalidModel, err)
+	}
+
 	m := &Model{
 		raw:      ens.EnsembleWithRawPredictions(),
+		flat:     fl,
 		meta:     md,
 		features: md.Features,
 		baseline: make([]float64, len(md.Features)),
@@ -369,6 +381,14 @@ func (m *Model) Predict(features []float64) float64 {
 const lgbZero = 1.0000000180025095e-35
 
 func (m *Model) predict(features []float64) float64 {
+	if m.flat != nil {
+		return sigmoid(m.flat.predictRaw(features))
+	}
+	return m.predictLeaves(features)
+}
+
+// predictLeaves is predict through leaves' own evaluator.
+func (m *Model) predictLeaves(features []float64) float64 {
 	for i, x := range features {
 		if x != 0 && math.Abs(x) <= lgbZero {
 			sp := m.scratch.Get().(*[]float64)
