@@ -3,45 +3,64 @@ package model
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/dmitryikh/leaves/util"
 )
 
 // flat is the ensemble laid out for scoring one row at a time, for models
 // whose splits are all plain numerical ones (x <= threshold, NaN taken as
-// 0), which is what training on beacongrid's features gives. Every tree is
-// stored in preorder, leaves included, in one slice of 16-byte nodes: a
-// split's left child is the next node, a leaf is a node that steps to
-// itself. Trees are walked four at a time, each a fixed number of steps
-// (the deepest of the four), with the child picked by a conditional move:
-// no branch depends on the data, and the four chains of loads overlap.
-// leaves' own evaluator (kept as the reference, and for every other model)
-// makes a method call and several flag tests per node and a mispredicted
-// branch at about every other one.
+// 0; what training on beacongrid's features gives) and whose trees have at
+// most 64 leaves. It evaluates the trees the QuickScorer way (Lucchese et
+// al., SIGIR 2015): each tree keeps a bit per leaf, numbered left to right;
+// every split whose test is false for the row (x > threshold, the row goes
+// right) clears the leaves of its left subtree; the row's leaf is then the
+// lowest bit left in each tree. The splits are kept per feature, sorted by
+// threshold, so the false ones are a prefix found by one scan per feature:
+// no branch per node depends on the data, where leaves' walk (kept as the
+// reference, and for every other model) mispredicts at about every other
+// node and makes a method call and several flag tests at each.
 //
 // It reads the same tree blocks as leaves, with leaves' own parameter reader
-// (util.ReadParamsUntilBlank, strconv.ParseFloat), reaches the same leaf as
-// leaves' numericalDecision for every row, and sums the trees' leaf values
-// in tree order starting from 0, as leaves does: the raw score is the same
-// double.
+// (util.ReadParamsUntilBlank, strconv.ParseFloat), takes the same decision
+// at every split as leaves' numericalDecision, and sums the trees' leaf
+// values in tree order starting from 0, as leaves does: the raw score is
+// the same double.
 type flat struct {
-	nodes     []flatNode
-	values    []float64 // per node: the leaf value (0 for splits)
-	roots     []int32   // per tree: its root node
-	steps     []uint8   // per group of four trees (and the rest): the deepest leaf's depth
+	// Splits on feature j are keys[off[j]:off[j+1]] (order keys of the
+	// thresholds, ascending) with their trees and masks at the same index.
+	keys      []uint64
+	splits    []flatSplit
+	off       []int32
+	values    []float64 // leaf values, tree after tree, left to right
+	base      []int32   // per tree: index of its first leaf in values
+	masks     sync.Pool // *[]uint64, one per tree
 	nFeatures int
 }
 
-// flatNode is one split or leaf. A split goes to the next node when
-// x[feat] <= thr and to right otherwise; a leaf has thr NaN (no x is <=
-// NaN) and right pointing at itself.
-type flatNode struct {
-	thr   float64
-	right int32
-	feat  uint16
+// flatSplit is the tree a split belongs to and the mask that clears its
+// left subtree's leaves.
+type flatSplit struct {
+	mask uint64
+	tree int32
+}
+
+// orderKey maps a float64 to a uint64 with the same order: the bits with
+// the sign set for a positive number, all bits flipped for a negative one.
+// -0 is taken as +0 (they compare equal as floats). For numbers other than
+// NaN, a <= b exactly when orderKey(a) <= orderKey(b).
+func orderKey(v float64) uint64 {
+	if v == 0 {
+		v = 0
+	}
+	b := math.Float64bits(v)
+	return b ^ (uint64(int64(b)>>63) | 1<<63)
 }
 
 // errNotFlat means the model has something flat does not evaluate
@@ -65,7 +84,11 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 		return nil, errNotFlat
 	}
 	f := &flat{nFeatures: nFeatures}
-	depths := make([]int, 0, nTrees)
+	type flatEntry struct {
+		key uint64
+		s   flatSplit
+	}
+	byFeat := make([][]flatEntry, nFeatures)
 	for i := 0; i < nTrees; i++ {
 		p, err := util.ReadParamsUntilBlank(r)
 		if err != nil {
@@ -113,50 +136,49 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 				}
 			}
 		}
-		if len(f.nodes)+2*nl > math.MaxInt32 {
+		if nl > 64 || len(f.values)+nl > math.MaxInt32 {
 			return nil, errNotFlat
 		}
-		// Preorder: each split and leaf is reached exactly once, else the
-		// text is not a tree.
+		// In order: each split and leaf is reached exactly once, else the
+		// text is not a tree. Leaves are numbered left to right.
 		seen := make([]bool, 2*nl)
-		depth := 0
-		var emit func(c int32, d int) error
-		emit = func(c int32, d int) error {
+		tree := int32(len(f.base))
+		first := len(f.values)
+		var walk func(c int32, depth int) (lo, hi int, err error)
+		walk = func(c int32, depth int) (lo, hi int, err error) {
 			key := int(c)
 			if c < 0 {
 				key = nl - 1 + int(^c)
 			}
-			if key < 0 || key >= len(seen) || (c >= 0 && int(c) >= nl-1) || (c < 0 && int(^c) >= nl) || seen[key] {
-				return fmt.Errorf("tree %d: node %d is not a tree node, or a child twice", i, c)
+			if key < 0 || key >= len(seen) || (c >= 0 && int(c) >= nl-1) || (c < 0 && int(^c) >= nl) || seen[key] || depth > nl {
+				return 0, 0, fmt.Errorf("tree %d: node %d is not a tree node, or a child twice", i, c)
 			}
 			seen[key] = true
-			at := int32(len(f.nodes))
 			if c < 0 {
-				f.nodes = append(f.nodes, flatNode{thr: math.NaN(), right: at})
+				lo = len(f.values) - first
 				f.values = append(f.values, leafValues[^c])
-				depth = max(depth, d)
-				return nil
+				return lo, lo + 1, nil
 			}
-			f.nodes = append(f.nodes, flatNode{thr: thr[c], feat: uint16(feat[c])})
-			f.values = append(f.values, 0)
-			if err := emit(left[c], d+1); err != nil {
-				return err
+			lo, mid, err := walk(left[c], depth+1)
+			if err != nil {
+				return 0, 0, err
 			}
-			f.nodes[at].right = int32(len(f.nodes))
-			return emit(right[c], d+1)
+			_, hi, err = walk(right[c], depth+1)
+			if err != nil {
+				return 0, 0, err
+			}
+			j := feat[c]
+			byFeat[j] = append(byFeat[j], flatEntry{orderKey(thr[c]), flatSplit{^((uint64(1)<<(mid-lo) - 1) << lo), tree}})
+			return lo, hi, nil
 		}
-		f.roots = append(f.roots, int32(len(f.nodes)))
 		root := int32(0)
 		if nl == 1 {
 			root = ^int32(0)
 		}
-		if err := emit(root, 0); err != nil {
+		if _, _, err := walk(root, 0); err != nil {
 			return nil, err
 		}
-		if depth > math.MaxUint8 {
-			return nil, errNotFlat
-		}
-		depths = append(depths, depth)
+		f.base = append(f.base, int32(first))
 	}
 	line := ""
 	for line == "" && err == nil {
@@ -166,58 +188,52 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 	if line != "end of trees" {
 		return nil, fmt.Errorf("%d trees read, then %q instead of \"end of trees\"", nTrees, line)
 	}
-	for g := 0; g < len(depths); g += 4 {
-		m := 0
-		for _, d := range depths[g:min(g+4, len(depths))] {
-			m = max(m, d)
+	f.off = make([]int32, 1, nFeatures+1)
+	for _, es := range byFeat {
+		slices.SortFunc(es, func(a, b flatEntry) int { return cmp.Compare(a.key, b.key) })
+		for _, e := range es {
+			f.keys = append(f.keys, e.key)
+			f.splits = append(f.splits, e.s)
 		}
-		f.steps = append(f.steps, uint8(m))
+		f.off = append(f.off, int32(len(f.keys)))
 	}
+	n := len(f.base)
+	f.masks.New = func() any { s := make([]uint64, n); return &s }
 	return f, nil
 }
 
-// maxFlatFeatures bounds the row copy predict keeps on the stack.
-const maxFlatFeatures = 64
+// maxFlatFeatures bounds the features compileFlat accepts.
+const maxFlatFeatures = 1 << 16
 
 // predictRaw returns the raw score (sum of leaf values) of x, which has
 // nFeatures values, after LightGBM's zero rule (|x| <= lgbZero is 0) and
 // the NaN rule of every split (NaN is 0).
-func (f *flat) predictRaw(features []float64) float64 {
-	var x [maxFlatFeatures]float64
-	for i, v := range features[:f.nFeatures] {
-		if !(math.Abs(v) <= lgbZero || v != v) {
-			x[i] = v
+func (f *flat) predictRaw(x []float64) float64 {
+	mp := f.masks.Get().(*[]uint64)
+	masks := *mp
+	for t := range masks {
+		masks[t] = ^uint64(0)
+	}
+	keys, splits := f.keys, f.splits
+	for j, v := range x[:f.nFeatures] {
+		if math.Abs(v) <= lgbZero || v != v {
+			v = 0
+		}
+		xk := orderKey(v)
+		lo, hi := f.off[j], f.off[j+1]
+		// The splits with threshold < x, the false ones, come first.
+		for k, key := range keys[lo:hi] {
+			if key >= xk {
+				break
+			}
+			s := splits[int(lo)+k]
+			masks[s.tree] &= s.mask
 		}
 	}
-	nodes, values, roots := f.nodes, f.values, f.roots
 	sum := 0.0
-	g := 0
-	for ; g+4 <= len(roots); g += 4 {
-		a, b, c, d := roots[g], roots[g+1], roots[g+2], roots[g+3]
-		for s := f.steps[g/4]; s > 0; s-- {
-			a, b, c, d = step(nodes, &x, a), step(nodes, &x, b), step(nodes, &x, c), step(nodes, &x, d)
-		}
-		sum += values[a]
-		sum += values[b]
-		sum += values[c]
-		sum += values[d]
+	for t, m := range masks {
+		sum += f.values[int(f.base[t])+bits.TrailingZeros64(m)]
 	}
-	for ; g < len(roots); g++ {
-		a := roots[g]
-		for s := f.steps[len(f.steps)-1]; s > 0; s-- {
-			a = step(nodes, &x, a)
-		}
-		sum += values[a]
-	}
+	f.masks.Put(mp)
 	return sum
-}
-
-// step moves from node n to its child for row x (a leaf stays).
-func step(nodes []flatNode, x *[maxFlatFeatures]float64, n int32) int32 {
-	nd := &nodes[n]
-	next := n + 1
-	if !(x[nd.feat&(maxFlatFeatures-1)] <= nd.thr) {
-		next = nd.right
-	}
-	return next
 }

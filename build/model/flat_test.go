@@ -14,9 +14,9 @@ import (
 func flatRows(m *Model, n int, seed int64) [][]float64 {
 	r := rand.New(rand.NewSource(seed))
 	thr := make([][]float64, m.NumFeatures())
-	for _, nd := range m.flat.nodes {
-		if !math.IsNaN(nd.thr) {
-			thr[nd.feat] = append(thr[nd.feat], nd.thr)
+	for j := range thr {
+		for _, k := range m.flat.keys[m.flat.off[j]:m.flat.off[j+1]] {
+			thr[j] = append(thr[j], keyValue(k))
 		}
 	}
 	edge := []float64{0, math.Copysign(0, -1), math.NaN(), math.Inf(1), math.Inf(-1),
@@ -43,6 +43,34 @@ func flatRows(m *Model, n int, seed int64) [][]float64 {
 	return rows
 }
 
+// keyValue inverts orderKey.
+func keyValue(k uint64) float64 {
+	if k>>63 != 0 {
+		return math.Float64frombits(k ^ 1<<63)
+	}
+	return math.Float64frombits(^k)
+}
+
+// TestOrderKey checks that order keys order numbers as <= does.
+func TestOrderKey(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	vals := []float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.MaxFloat64, -math.MaxFloat64,
+		math.SmallestNonzeroFloat64, -math.SmallestNonzeroFloat64, 1, -1, 0.5, -0.5}
+	for range 200 {
+		vals = append(vals, r.NormFloat64()*math.Pow(10, float64(r.Intn(40)-20)))
+	}
+	for _, a := range vals {
+		if a != 0 && keyValue(orderKey(a)) != a {
+			t.Fatalf("keyValue(orderKey(%v)) = %v", a, keyValue(orderKey(a)))
+		}
+		for _, b := range vals {
+			if (a <= b) != (orderKey(a) <= orderKey(b)) {
+				t.Fatalf("%v <= %v is %v, keys %d <= %d", a, b, a <= b, orderKey(a), orderKey(b))
+			}
+		}
+	}
+}
+
 // TestFlatMatchesLeaves checks that the flat evaluator gives exactly
 // leaves' score, bit for bit, for the default model, on rows that hit every
 // split's threshold and edge values.
@@ -51,8 +79,8 @@ func TestFlatMatchesLeaves(t *testing.T) {
 	if m.flat == nil {
 		t.Fatal("default model: not compiled to the flat layout")
 	}
-	if len(m.flat.roots) != m.raw.NEstimators() {
-		t.Fatalf("%d flat trees, leaves has %d", len(m.flat.roots), m.raw.NEstimators())
+	if len(m.flat.base) != m.raw.NEstimators() {
+		t.Fatalf("%d flat trees, leaves has %d", len(m.flat.base), m.raw.NEstimators())
 	}
 	for i, row := range append(flatRows(m, 20000, 1), sampleRows(t, m)...) {
 		got, want := m.predict(row), m.predictLeaves(row)
