@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"math/bits"
 	"strings"
 
 	"github.com/beacongrid/beacongrid/cache"
@@ -54,43 +55,80 @@ type Featurizer struct {
 	chist [256]uint16
 }
 
+// bitWords is the length of the activity bitmap: a bit per minute of the
+// window, with a spare word so shifted reads need no bounds test.
+const bitWords = (cache.Minutes+63)/64 + 1
+
 // Compute writes the features of v into out (len NumFeatures) and returns
 // the summary. It allocates nothing.
+//
+// One branch-free pass over the window sums requests per hour and sets a
+// bit per active minute; everything else (active minutes, first and last,
+// gaps, counts per active minute, the autocorrelation) is read from the
+// bitmap, visiting only active minutes. Every value is computed with the
+// same floating-point operations in the same order as the plain form (kept
+// in features_ref_test.go, which checks the two agree bit for bit).
 func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 	x := &v.Counts
+	var bm [bitWords]uint64
+	var hourReq [24]int
+	for h := range hourReq {
+		sum := 0
+		for k := h * 60; k < h*60+60; k++ {
+			c := uint32(x[k])
+			sum += int(c)
+			// (c + 0xffff) >> 16 is 1 for c >= 1, 0 for c == 0.
+			bm[k>>6] |= uint64((c+0xffff)>>16) << (k & 63)
+		}
+		hourReq[h] = sum
+	}
 	var sum sum
 	first, last := -1, -1
-	var hours [24]float64
-	maxc := 0
-	s.chist = [256]uint16{}
-	for i, c := range x {
-		if c == 0 {
+	for w, b := range bm {
+		if b == 0 {
 			continue
 		}
 		if first < 0 {
-			first = i
+			first = w*64 + bits.TrailingZeros64(b)
 		}
-		last = i
-		sum.active++
-		sum.req += int(c)
-		maxc = max(maxc, int(c))
-		hours[i/60] += float64(c)
-		s.chist[min(int(c), 255)]++
+		last = w*64 + 63 - bits.LeadingZeros64(b)
+		sum.active += bits.OnesCount64(b)
 	}
 	for i := range out {
 		out[i] = 0
+	}
+	for _, r := range hourReq {
+		sum.req += r
 	}
 	sm := Summary{ActiveMinutes: sum.active, Requests: sum.req, FirstActive: first, LastActive: last}
 	if sum.active == 0 {
 		out[20] = dstIsIP(v.Dst)
 		return sm
 	}
+	// Active minutes in order: counts, and gaps between consecutive ones.
+	s.chist = [256]uint16{}
+	maxc := 0
+	ng := 0
+	prev := -1
+	for w := first >> 6; w <= last>>6; w++ {
+		for b := bm[w]; b != 0; b &= b - 1 {
+			i := w*64 + bits.TrailingZeros64(b)
+			c := int(x[i])
+			maxc = max(maxc, c)
+			s.chist[min(c, 255)]++
+			if prev >= 0 {
+				s.gaps[ng] = int32(i - prev)
+				ng++
+			}
+			prev = i
+		}
+	}
 	activeHours := 0
 	ent := 0.0
-	for _, h := range hours {
-		if h > 0 {
+	for _, r := range hourReq {
+		if r > 0 {
 			activeHours++
-			p := h / float64(sum.req)
+			p := float64(r) / float64(sum.req)
 			ent -= p * math.Log(p)
 		}
 	}
@@ -103,31 +141,22 @@ func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 	if v.SrcOnline > 0 {
 		out[5] = math.Min(1, float64(sum.active)/float64(v.SrcOnline))
 	}
-	// Gaps between consecutive active minutes.
-	ng := 0
-	prev := -1
-	for i := first; i <= last; i++ {
-		if x[i] != 0 {
-			if prev >= 0 {
-				s.gaps[ng] = int32(i - prev)
-				ng++
-			}
-			prev = i
-		}
-	}
 	med := 0.0
 	if ng > 0 {
-		s.hist = [cache.Minutes + 1]uint16{}
 		var mean, m2 float64
 		maxg := int32(0)
+		for _, g := range s.gaps[:ng] {
+			maxg = max(maxg, g)
+		}
+		hist := s.hist[:maxg+1]
+		clear(hist)
 		for k, g := range s.gaps[:ng] {
-			s.hist[g]++
+			hist[g]++
 			d := float64(g) - mean
 			mean += d / float64(k+1)
 			m2 += d * (float64(g) - mean)
-			maxg = max(maxg, g)
 		}
-		med = float64(histMedian(s.hist[:], ng))
+		med = float64(histMedian(hist, ng))
 		sd := 0.0
 		if ng > 1 {
 			sd = math.Sqrt(m2 / float64(ng-1))
@@ -148,11 +177,12 @@ func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 		if sd+mean > 0 {
 			out[10] = (sd - mean) / (sd + mean)
 		}
-		out[11] = acf(x[first:last+1], int(med))
+		out[11] = acfBits(&bm, first, last, sum.active, int(med))
 		// Jitter: spread of gaps around the median, from the minute gaps
 		// when the period spans minutes, else from second-resolution gaps.
+		// Every |gap - med| is at most maxg.
 		if med >= 3 {
-			sm.Jitter = madRatio(s.gaps[:ng], med, s.hist[:])
+			sm.Jitter = madRatio(s.gaps[:ng], med, hist)
 		} else {
 			sm.Jitter = v.GapCV
 		}
@@ -163,7 +193,7 @@ func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 	meanc := float64(sum.req) / float64(sum.active)
 	var cm2 float64
 	modeN := 0
-	for c, n := range s.chist {
+	for c, n := range s.chist[:min(maxc, 255)+1] {
 		if n == 0 {
 			continue
 		}
@@ -259,6 +289,56 @@ func acf(x []uint16, lag int) float64 {
 	nA, nB := float64(act-tail), float64(act-head)
 	cov := float64(n11) - p*(nA+nB) + p*p*float64(m)
 	return cov / float64(m) / vr
+}
+
+// acfBits is acf(x[first:last+1], lag) for the series whose active minutes
+// are the bits of bm (none outside first..last, act of them): the same
+// counts, taken with popcounts, and the same arithmetic.
+func acfBits(bm *[bitWords]uint64, first, last, act, lag int) float64 {
+	n := last - first + 1
+	if lag <= 0 || lag >= n {
+		return 0
+	}
+	m := n - lag
+	// n11: active i with i+lag active (i+lag > last is never active);
+	// head: active in [first, first+lag); tail: active in [last+1-lag, last].
+	n11 := 0
+	ws, bs := lag>>6, uint(lag&63)
+	for w := first >> 6; w+ws < bitWords-1 && w <= last>>6; w++ {
+		sh := bm[w+ws]>>bs | bm[w+ws+1]<<(64-bs)
+		if bs == 0 {
+			sh = bm[w+ws]
+		}
+		n11 += bits.OnesCount64(bm[w] & sh)
+	}
+	head := countBits(bm, first, first+lag)
+	tail := countBits(bm, last+1-lag, last+1)
+	p := float64(act) / float64(n)
+	vr := p * (1 - p)
+	if vr < 1e-9 {
+		return 1
+	}
+	nA, nB := float64(act-tail), float64(act-head)
+	cov := float64(n11) - p*(nA+nB) + p*p*float64(m)
+	return cov / float64(m) / vr
+}
+
+// countBits counts the set bits of bm in [lo, hi), 0 <= lo <= hi <= 64*len.
+func countBits(bm *[bitWords]uint64, lo, hi int) int {
+	if lo >= hi {
+		return 0
+	}
+	wl, wh := lo>>6, (hi-1)>>6
+	ml := ^uint64(0) << uint(lo&63)
+	mh := ^uint64(0) >> uint(63-(hi-1)&63)
+	if wl == wh {
+		return bits.OnesCount64(bm[wl] & ml & mh)
+	}
+	n := bits.OnesCount64(bm[wl]&ml) + bits.OnesCount64(bm[wh]&mh)
+	for w := wl + 1; w < wh; w++ {
+		n += bits.OnesCount64(bm[w])
+	}
+	return n
 }
 
 // dstIsIP reports 1 for an ip:port destination.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/beacongrid/beacongrid/alert"
+	"github.com/beacongrid/beacongrid/build/model"
 	"github.com/beacongrid/beacongrid/cache"
 )
 
@@ -180,4 +181,68 @@ func BenchmarkDetectorScore(b *testing.B) {
 		d.Score(flows[i%len(flows)])
 	}
 	report(b, time.Since(start), cpuTime(b)-cpu)
+}
+
+// benchViews is a snapshot of every benchmark flow, taken once, so that
+// BenchmarkScore measures features and inference alone (the cost the
+// throughput target is about), without the cache's snapshot.
+func benchViews(b *testing.B) []cache.View {
+	store, flows := benchFlows(b, 4000)
+	vs := make([]cache.View, len(flows))
+	for i, f := range flows {
+		store.Snapshot(f, &vs[i])
+	}
+	return vs
+}
+
+// BenchmarkScore is features plus the default model's prediction per flow,
+// from snapshots taken beforehand: "new" is Featurizer.Compute and
+// Model.Predict (the flat evaluator), "reference" the plain features
+// (features_ref_test.go) and leaves' own evaluator, in the same run.
+// Features alone and prediction alone are reported too.
+func BenchmarkScore(b *testing.B) {
+	m, err := OpenModel("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	vs := benchViews(b)
+	feats := make([][]float64, len(vs))
+	var fz Featurizer
+	for i := range vs {
+		feats[i] = make([]float64, NumFeatures)
+		fz.Compute(&vs[i], feats[i])
+	}
+	run := func(name string, fn func(i int, out []float64) float64) {
+		b.Run(name, func(b *testing.B) {
+			out := make([]float64, NumFeatures)
+			sink := 0.0
+			b.ReportAllocs()
+			b.ResetTimer()
+			start, cpu := time.Now(), cpuTime(b)
+			for i := 0; i < b.N; i++ {
+				sink += fn(i%len(vs), out)
+			}
+			report(b, time.Since(start), cpuTime(b)-cpu)
+			if sink < 0 {
+				b.Fatal(sink)
+			}
+		})
+	}
+	var ref refFeaturizer
+	dm, err := model.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	leavesPredict := func(f []float64) float64 { // explained.Predict through leaves
+		if f[shareIdx] > WideShare {
+			return 0
+		}
+		return dm.PredictReference(f)
+	}
+	run("new", func(i int, out []float64) float64 { fz.Compute(&vs[i], out); return m.Predict(out) })
+	run("reference", func(i int, out []float64) float64 { ref.Compute(&vs[i], out); return leavesPredict(out) })
+	run("features", func(i int, out []float64) float64 { fz.Compute(&vs[i], out); return out[0] })
+	run("features-reference", func(i int, out []float64) float64 { ref.Compute(&vs[i], out); return out[0] })
+	run("predict", func(i int, out []float64) float64 { return m.Predict(feats[i]) })
+	run("predict-leaves", func(i int, out []float64) float64 { return leavesPredict(feats[i]) })
 }

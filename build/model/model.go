@@ -373,6 +373,16 @@ func (m *Model) Predict(features []float64) float64 {
 	return m.predict(features)
 }
 
+// PredictReference is Predict through leaves' own tree walk rather than
+// the flat evaluator (flat.go): the same score, bit for bit, more slowly.
+// It is there for checks and benchmarks that compare the two.
+func (m *Model) PredictReference(features []float64) float64 {
+	if len(features) != len(m.features) {
+		panic(fmt.Sprintf("model.PredictReference: %d features, model %s takes %d", len(features), m.meta.Version, len(m.features)))
+	}
+	return m.predictLeaves(features)
+}
+
 // lgbZero is LightGBM's kZeroThreshold, a float (1e-35f) widened to double:
 // LightGBM treats |x| <= lgbZero as zero, leaves compares against the double
 // 1e-35. Values in between would take different branches, so they are made
