@@ -17,7 +17,7 @@ import (
 // flat is the ensemble laid out for scoring one row at a time, for models
 // whose splits are all plain numerical ones (x <= threshold, NaN taken as
 // 0; what training on beacongrid's features gives) and whose trees have at
-// most 64 leaves. It evaluates the trees the QuickScorer way (Lucchese et
+// most 32 leaves (LightGBM's default num_leaves is 31). It evaluates the trees the QuickScorer way (Lucchese et
 // al., SIGIR 2015): each tree keeps a bit per leaf, numbered left to right;
 // every split whose test is false for the row (x > threshold, the row goes
 // right) clears the leaves of its left subtree; the row's leaf is then the
@@ -44,11 +44,12 @@ type flat struct {
 	nFeatures int
 }
 
-// flatSplit is the tree a split belongs to and the mask that clears its
-// left subtree's leaves.
+// flatSplit is a split's threshold (as its order key), the tree it belongs
+// to and the mask that clears its left subtree's leaves.
 type flatSplit struct {
-	mask uint64
-	tree int32
+	key  uint64
+	mask uint32
+	tree uint32
 }
 
 // orderKey maps a float64 to a uint64 with the same order: the bits with
@@ -84,11 +85,7 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 		return nil, errNotFlat
 	}
 	f := &flat{nFeatures: nFeatures}
-	type flatEntry struct {
-		key uint64
-		s   flatSplit
-	}
-	byFeat := make([][]flatEntry, nFeatures)
+	byFeat := make([][]flatSplit, nFeatures)
 	for i := 0; i < nTrees; i++ {
 		p, err := util.ReadParamsUntilBlank(r)
 		if err != nil {
@@ -136,7 +133,7 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 				}
 			}
 		}
-		if nl > 64 || len(f.values)+nl > math.MaxInt32 {
+		if nl > 32 || len(f.values)+nl > math.MaxInt32 {
 			return nil, errNotFlat
 		}
 		// In order: each split and leaf is reached exactly once, else the
@@ -168,7 +165,7 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 				return 0, 0, err
 			}
 			j := feat[c]
-			byFeat[j] = append(byFeat[j], flatEntry{orderKey(thr[c]), flatSplit{^((uint64(1)<<(mid-lo) - 1) << lo), tree}})
+			byFeat[j] = append(byFeat[j], flatSplit{orderKey(thr[c]), ^((uint32(1)<<(mid-lo) - 1) << lo), uint32(tree)})
 			return lo, hi, nil
 		}
 		root := int32(0)
@@ -190,15 +187,12 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 	}
 	f.off = make([]int32, 1, nFeatures+1)
 	for _, es := range byFeat {
-		slices.SortFunc(es, func(a, b flatEntry) int { return cmp.Compare(a.key, b.key) })
-		for _, e := range es {
-			f.keys = append(f.keys, e.key)
-			f.splits = append(f.splits, e.s)
-		}
-		f.off = append(f.off, int32(len(f.keys)))
+		slices.SortFunc(es, func(a, b flatSplit) int { return cmp.Compare(a.key, b.key) })
+		f.splits = append(f.splits, es...)
+		f.off = append(f.off, int32(len(f.splits)))
 	}
 	n := len(f.base)
-	f.masks.New = func() any { s := make([]uint64, n); return &s }
+	f.masks.New = func() any { s := make([]uint32, n); return &s }
 	return f, nil
 }
 
@@ -209,30 +203,29 @@ const maxFlatFeatures = 1 << 16
 // nFeatures values, after LightGBM's zero rule (|x| <= lgbZero is 0) and
 // the NaN rule of every split (NaN is 0).
 func (f *flat) predictRaw(x []float64) float64 {
-	mp := f.masks.Get().(*[]uint64)
+	mp := f.masks.Get().(*[]uint32)
 	masks := *mp
 	for t := range masks {
-		masks[t] = ^uint64(0)
+		masks[t] = ^uint32(0)
 	}
-	keys, splits := f.keys, f.splits
+	off := f.off[:f.nFeatures+1]
 	for j, v := range x[:f.nFeatures] {
 		if math.Abs(v) <= lgbZero || v != v {
 			v = 0
 		}
 		xk := orderKey(v)
-		lo, hi := f.off[j], f.off[j+1]
 		// The splits with threshold < x, the false ones, come first.
-		for k, key := range keys[lo:hi] {
-			if key >= xk {
+		for _, s := range f.splits[off[j]:off[j+1]] {
+			if s.key >= xk {
 				break
 			}
-			s := splits[int(lo)+k]
 			masks[s.tree] &= s.mask
 		}
 	}
 	sum := 0.0
+	base := f.base[:len(masks)]
 	for t, m := range masks {
-		sum += f.values[int(f.base[t])+bits.TrailingZeros64(m)]
+		sum += f.values[int(base[t])+bits.TrailingZeros32(m)]
 	}
 	f.masks.Put(mp)
 	return sum

@@ -15,8 +15,8 @@ func flatRows(m *Model, n int, seed int64) [][]float64 {
 	r := rand.New(rand.NewSource(seed))
 	thr := make([][]float64, m.NumFeatures())
 	for j := range thr {
-		for _, k := range m.flat.keys[m.flat.off[j]:m.flat.off[j+1]] {
-			thr[j] = append(thr[j], keyValue(k))
+		for _, s := range m.flat.splits[m.flat.off[j]:m.flat.off[j+1]] {
+			thr[j] = append(thr[j], keyValue(s.key))
 		}
 	}
 	edge := []float64{0, math.Copysign(0, -1), math.NaN(), math.Inf(1), math.Inf(-1),
