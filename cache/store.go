@@ -297,11 +297,12 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 	slot := &s.recent[h&(recentSlots-1)]
 	for try := 0; ; try++ {
 		// The recent-flow table skips ristretto's Get for a flow it holds
-		// (admitted, so the table's pointer is the key's one flow); every
-		// recentGetEvery-th event of it still goes to Get, which feeds
-		// ristretto's frequency sketch.
+		// (admitted, so the table's pointer is the key's one flow); events
+		// whose second is a multiple of recentGetEvery (about one in
+		// recentGetEvery) still go to Get, which feeds ristretto's
+		// frequency sketch.
 		f = slot.Load()
-		if f == nil || f.state.Load() != statusAdmitted || !f.is(src, dst) || f.events%recentGetEvery == 0 {
+		if f == nil || f.state.Load() != statusAdmitted || !f.is(src, dst) || sec%recentGetEvery == 0 {
 			if f, r = s.lookup(h, src, dst); r != Counted {
 				return nil, false, r
 			}
