@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"strings"
+	"unsafe"
 
 	"github.com/beacongrid/beacongrid/cache"
 )
@@ -62,8 +63,8 @@ const bitWords = (cache.Minutes+63)/64 + 1
 // Compute writes the features of v into out (len NumFeatures) and returns
 // the summary. It allocates nothing.
 //
-// One branch-free pass over the window sums requests per hour and sets a
-// bit per active minute; everything else (active minutes, first and last,
+// Two branch-free passes over the window, four minutes at a time, sum
+// requests per hour and set a bit per active minute; everything else (active minutes, first and last,
 // gaps, counts per active minute, the autocorrelation) is read from the
 // bitmap, visiting only active minutes. Every value is computed with the
 // same floating-point operations in the same order as the plain form (kept
@@ -72,15 +73,10 @@ func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
 	x := &v.Counts
 	var bm [bitWords]uint64
 	var hourReq [24]int
-	for h := range hourReq {
-		sum := 0
-		for k := h * 60; k < h*60+60; k++ {
-			c := uint32(x[k])
-			sum += int(c)
-			// (c + 0xffff) >> 16 is 1 for c >= 1, 0 for c == 0.
-			bm[k>>6] |= uint64((c+0xffff)>>16) << (k & 63)
-		}
-		hourReq[h] = sum
+	if littleEndian {
+		scanWords((*[cache.Minutes / 4]uint64)(unsafe.Pointer(x)), &bm, &hourReq)
+	} else {
+		scanCounts(x, &bm, &hourReq)
 	}
 	var sum sum
 	first, last := -1, -1
@@ -289,6 +285,67 @@ func acf(x []uint16, lag int) float64 {
 	nA, nB := float64(act-tail), float64(act-head)
 	cov := float64(n11) - p*(nA+nB) + p*p*float64(m)
 	return cov / float64(m) / vr
+}
+
+// littleEndian tells whether a uint64 read over four uint16 counts holds
+// the first in its low 16 bits, as scanWords needs.
+var littleEndian = func() bool {
+	x := [4]uint16{1}
+	return *(*uint64)(unsafe.Pointer(&x)) == 1
+}()
+
+// Four 16-bit lanes of a uint64.
+const (
+	lanesLow  = 0x7fff_7fff_7fff_7fff
+	lanesHigh = 0x8000_8000_8000_8000
+	lanes32   = 0x0000_ffff_0000_ffff
+	// gather moves the lanes' bits at 0, 16, 32 and 48 to 45..48 (each
+	// product bit lands on its own position, so no carries).
+	gather = 1<<45 | 1<<30 | 1<<15 | 1
+)
+
+// scanWords is scanCounts four minutes at a time, the counts read as
+// uint64 words (SWAR): a lane is nonzero when its low 15 bits plus 0x7fff
+// carry into bit 15 or bit 15 is set; requests per hour are summed in two
+// 32-bit lanes (at most 15 x 2 x 65535 per lane, no overflow). An hour is
+// 15 words, a bitmap word 16.
+func scanWords(xw *[cache.Minutes / 4]uint64, bm *[bitWords]uint64, hourReq *[24]int) {
+	for w := 0; w*16 < len(xw); w++ {
+		var b uint64
+		ws := xw[w*16 : min(w*16+16, len(xw))]
+		for k, v := range ws {
+			nz := (((v & lanesLow) + lanesLow) | v) & lanesHigh
+			b |= ((nz >> 15) * gather >> 45 & 0xf) << (4 * (k & 15))
+		}
+		bm[w] = b
+	}
+	for h := range hourReq {
+		var acc uint64
+		for _, v := range xw[h*15 : h*15+15] {
+			acc += v&lanes32 + (v>>16)&lanes32
+		}
+		hourReq[h] = int(acc&0xffff_ffff + acc>>32)
+	}
+}
+
+// scanCounts sets a bit in bm per active minute of x and sums requests per
+// hour, without a branch on the counts: (c + 0xffff) >> 16 is 1 for
+// c >= 1 and 0 for c == 0.
+func scanCounts(x *[cache.Minutes]uint16, bm *[bitWords]uint64, hourReq *[24]int) {
+	for w := 0; w*64 < len(x); w++ {
+		var b uint64
+		for k, c := range x[w*64 : min(w*64+64, len(x))] {
+			b |= uint64((uint32(c)+0xffff)>>16) << (k & 63)
+		}
+		bm[w] = b
+	}
+	for h := range hourReq {
+		sum := 0
+		for _, c := range x[h*60 : h*60+60] {
+			sum += int(c)
+		}
+		hourReq[h] = sum
+	}
 }
 
 // acfBits is acf(x[first:last+1], lag) for the series whose active minutes

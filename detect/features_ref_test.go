@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand"
 	"testing"
+	"unsafe"
 
 	"github.com/beacongrid/beacongrid/cache"
 )
@@ -353,6 +354,33 @@ func TestAcfBits(t *testing.T) {
 		a, b := acfBits(&bm, first, last, act, lag), acf(v.Counts[first:last+1], lag)
 		if math.Float64bits(a) != math.Float64bits(b) {
 			t.Fatalf("first %d last %d lag %d: %v, acf %v", first, last, lag, a, b)
+		}
+	}
+}
+
+// TestScanWordsMatchesScanCounts checks the four-at-a-time scan against the
+// plain one, including counts with bit 15 set and lanes of 0x7fff/0x8000.
+func TestScanWordsMatchesScanCounts(t *testing.T) {
+	if !littleEndian {
+		t.Skip("scanWords is used on little-endian machines only")
+	}
+	r := rand.New(rand.NewSource(5))
+	var v cache.View
+	for k := 0; k < 3000; k++ {
+		randomView(r, &v)
+		if k%3 == 0 {
+			for i := range v.Counts {
+				if r.Intn(4) == 0 {
+					v.Counts[i] = []uint16{0x7fff, 0x8000, 0xffff, 1, 0x8001}[r.Intn(5)]
+				}
+			}
+		}
+		var b1, b2 [bitWords]uint64
+		var h1, h2 [24]int
+		scanWords((*[cache.Minutes / 4]uint64)(unsafe.Pointer(&v.Counts)), &b1, &h1)
+		scanCounts(&v.Counts, &b2, &h2)
+		if b1 != b2 || h1 != h2 {
+			t.Fatalf("window %d: scanWords %x %v, scanCounts %x %v", k, b1, h1, b2, h2)
 		}
 	}
 }
