@@ -313,11 +313,13 @@ func scanWords(xw *[cache.Minutes / 4]uint64, bm *[bitWords]uint64, hourReq *[24
 	for w := 0; w*16 < len(xw); w++ {
 		var b uint64
 		ws := xw[w*16 : min(w*16+16, len(xw))]
-		for k, v := range ws {
+		for _, v := range ws {
+			// Nibbles enter at the top and move down: after 16 words the
+			// first is in bits 0..3.
 			nz := (((v & lanesLow) + lanesLow) | v) & lanesHigh
-			b |= ((nz >> 15) * gather >> 45 & 0xf) << (4 * (k & 15))
+			b = b>>4 | ((nz>>15)*gather>>45)<<60
 		}
-		bm[w] = b
+		bm[w] = b >> (4 * (16 - len(ws)))
 	}
 	for h := range hourReq {
 		var acc uint64
