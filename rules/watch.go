@@ -119,12 +119,27 @@ func (w *Watcher) Reload() Result { return w.reload(true) }
 // read error) is the one seen last, so a bad file is reported once.
 func (w *Watcher) check() { w.reload(false) }
 
-func (w *Watcher) reload(force bool) Result {
+func (w *Watcher) reload(force bool) (res Result) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := time.Now()
 	old := w.dst.Load()
-	res := Result{Old: old, New: old, At: now}
+	res = Result{Old: old, New: old, At: now}
+	// The watcher runs inside Fluent Bit: a bug in parsing or in the
+	// caller's OnResult must fail this reload, not end the process. The
+	// rules in force (res.New) stay in force; OnResult is not called again,
+	// as it may be what panicked.
+	defer func() {
+		if r := recover(); r != nil {
+			err := fmt.Errorf("rules: reloading %s: panic: %v", w.path, r)
+			w.failures.Add(1)
+			w.lastOK.Store(false)
+			msg := err.Error()
+			w.lastErr.Store(&msg)
+			cur := w.dst.Load()
+			res = Result{Old: old, New: cur, Changed: cur != old, At: now, Err: err}
+		}
+	}()
 	b, err := readFile(w.path)
 	if err != nil {
 		if !force && w.seenErr == err.Error() {

@@ -188,3 +188,29 @@ func TestWatcherStopEndsGoroutine(t *testing.T) {
 	w.Stop()
 	waitFor(t, time.Second, "goroutines ended", func() bool { return runtime.NumGoroutine() <= base })
 }
+
+// A panic in a reload (here the caller's OnResult) fails that reload and is
+// counted; it never escapes the watcher, which runs inside Fluent Bit.
+func TestWatcherReloadPanicIsContained(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yml")
+	writeFile(t, path, rulesA)
+	var cur atomic.Pointer[Set]
+	w, err := NewWatcher(path, &cur, WatchOptions{OnResult: func(Result) { panic("listener bug") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := cur.Load()
+	writeFile(t, path, rulesB)
+	r := w.Reload()
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "panic: listener bug") {
+		t.Fatalf("reload with a panicking listener: err %v", r.Err)
+	}
+	// The new rules were valid and swapped in before the listener ran.
+	if r.New != cur.Load() || r.New == before || !allows(r.New, "b.example") || !r.Changed {
+		t.Fatalf("rules in force after the contained panic: %+v", r)
+	}
+	st := w.Stats()
+	if st.Failures != 1 || st.LastOK || !strings.Contains(st.LastError, "listener bug") {
+		t.Fatalf("stats after the contained panic: %+v", st)
+	}
+}

@@ -73,8 +73,11 @@ func (s *spoolSink) run() {
 	}
 }
 
-// drain writes queued alerts; it reports whether the queue is empty.
-func (s *spoolSink) drain(final bool) bool {
+// drain writes queued alerts; it reports whether the queue is empty. A
+// panic while writing (a bug) loses the batch in hand, counted in errors,
+// and is reported as "not empty" so the loop backs off and goes on.
+func (s *spoolSink) drain(final bool) (empty bool) {
+	defer guard(s.log, "spool writer", &s.errors)
 	for {
 		s.mu.Lock()
 		batch := s.queue

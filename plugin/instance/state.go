@@ -70,6 +70,7 @@ func (k *stateKeeper) loop() {
 }
 
 func (k *stateKeeper) write() {
+	defer guard(k.log, "state snapshot", &k.errors)
 	st, err := k.store.WriteSnapshot(k.path)
 	if err != nil {
 		if k.errors.Add(1) <= 10 {
