@@ -17,8 +17,9 @@ import (
 // flat is the ensemble laid out for scoring one row at a time, for models
 // whose splits are all plain numerical ones (x <= threshold, NaN taken as
 // 0; what training on beacongrid's features gives) and whose trees have at
-// most 32 leaves (LightGBM's default num_leaves is 31). It evaluates the trees the QuickScorer way (Lucchese et
-// al., SIGIR 2015): each tree keeps a bit per leaf, numbered left to right;
+// most 32 leaves (LightGBM's default num_leaves is 31). It evaluates the
+// trees the QuickScorer way (Lucchese et al., SIGIR 2015): each tree keeps a
+// bit per leaf, numbered left to right;
 // every split whose test is false for the row (x > threshold, the row goes
 // right) clears the leaves of its left subtree; the row's leaf is then the
 // lowest bit left in each tree. The splits are kept per feature, sorted by
@@ -33,14 +34,13 @@ import (
 // values in tree order starting from 0, as leaves does: the raw score is
 // the same double.
 type flat struct {
-	// Splits on feature j are keys[off[j]:off[j+1]] (order keys of the
-	// thresholds, ascending) with their trees and masks at the same index.
-	keys      []uint64
+	// The splits on feature j are splits[off[j]:off[j+1]], by threshold
+	// ascending.
 	splits    []flatSplit
 	off       []int32
 	values    []float64 // leaf values, tree after tree, left to right
 	base      []int32   // per tree: index of its first leaf in values
-	masks     sync.Pool // *[]uint64, one per tree
+	masks     sync.Pool // *[]uint32, one per tree
 	nFeatures int
 }
 
@@ -65,8 +65,9 @@ func orderKey(v float64) uint64 {
 }
 
 // errNotFlat means the model has something flat does not evaluate
-// (categorical splits, several classes, averaged output, too many
-// features): the model is then scored by leaves alone.
+// (categorical splits, splits that treat NaN or zero as missing, trees of
+// more than 32 leaves, several classes, averaged output): the model is then
+// scored by leaves alone.
 var errNotFlat = fmt.Errorf("model not representable in the flat layout")
 
 // compileFlat reads the LightGBM model text into a flat ensemble. It
