@@ -9,7 +9,6 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/dmitryikh/leaves/util"
 )
@@ -40,16 +39,15 @@ type flat struct {
 	off       []int32
 	values    []float64 // leaf values, tree after tree, left to right
 	base      []int32   // per tree: index of its first leaf in values
-	masks     sync.Pool // *[]uint32, one per tree
 	nFeatures int
 }
 
 // flatSplit is a split's threshold (as its order key), the tree it belongs
-// to and the mask that clears its left subtree's leaves.
+// to and its left subtree's leaves, which a row failing it rules out.
 type flatSplit struct {
-	key  uint64
-	mask uint32
-	tree uint32
+	key   uint64
+	clear uint32
+	tree  uint32
 }
 
 // orderKey maps a float64 to a uint64 with the same order: the bits with
@@ -66,7 +64,8 @@ func orderKey(v float64) uint64 {
 
 // errNotFlat means the model has something flat does not evaluate
 // (categorical splits, splits that treat NaN or zero as missing, trees of
-// more than 32 leaves, several classes, averaged output): the model is then
+// more than 32 leaves, more than stackTrees trees, several classes, averaged
+// output): the model is then
 // scored by leaves alone.
 var errNotFlat = fmt.Errorf("model not representable in the flat layout")
 
@@ -82,7 +81,7 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 	if err != nil {
 		return nil, fmt.Errorf("header: %v", err)
 	}
-	if n, err := hdr.ToInt("num_class"); err != nil || n != 1 || hdr.Contains("average_output") {
+	if n, err := hdr.ToInt("num_class"); err != nil || n != 1 || hdr.Contains("average_output") || nTrees > stackTrees {
 		return nil, errNotFlat
 	}
 	f := &flat{nFeatures: nFeatures}
@@ -166,7 +165,7 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 				return 0, 0, err
 			}
 			j := feat[c]
-			byFeat[j] = append(byFeat[j], flatSplit{orderKey(thr[c]), ^((uint32(1)<<(mid-lo) - 1) << lo), uint32(tree)})
+			byFeat[j] = append(byFeat[j], flatSplit{orderKey(thr[c]), (uint32(1)<<(mid-lo) - 1) << lo, uint32(tree)})
 			return lo, hi, nil
 		}
 		root := int32(0)
@@ -192,23 +191,23 @@ func compileFlat(txt []byte, nFeatures, nTrees int) (*flat, error) {
 		f.splits = append(f.splits, es...)
 		f.off = append(f.off, int32(len(f.splits)))
 	}
-	n := len(f.base)
-	f.masks.New = func() any { s := make([]uint32, n); return &s }
 	return f, nil
 }
 
 // maxFlatFeatures bounds the features compileFlat accepts.
 const maxFlatFeatures = 1 << 16
 
+// stackTrees is the most trees a flat model has: predictRaw keeps a word
+// per tree on the stack.
+const stackTrees = 1024
+
 // predictRaw returns the raw score (sum of leaf values) of x, which has
 // nFeatures values, after LightGBM's zero rule (|x| <= lgbZero is 0) and
 // the NaN rule of every split (NaN is 0).
 func (f *flat) predictRaw(x []float64) float64 {
-	mp := f.masks.Get().(*[]uint32)
-	masks := *mp
-	for t := range masks {
-		masks[t] = ^uint32(0)
-	}
+	// Per tree, the leaves ruled out so far. Tree numbers are below
+	// stackTrees (compileFlat), so the mask is the bounds check.
+	var cleared [stackTrees]uint32
 	off := f.off[:f.nFeatures+1]
 	for j, v := range x[:f.nFeatures] {
 		if math.Abs(v) <= lgbZero || v != v {
@@ -220,14 +219,12 @@ func (f *flat) predictRaw(x []float64) float64 {
 			if s.key >= xk {
 				break
 			}
-			masks[s.tree] &= s.mask
+			cleared[s.tree&(stackTrees-1)] |= s.clear
 		}
 	}
 	sum := 0.0
-	base := f.base[:len(masks)]
-	for t, m := range masks {
-		sum += f.values[int(base[t])+bits.TrailingZeros32(m)]
+	for t, b := range f.base {
+		sum += f.values[int(b)+bits.TrailingZeros32(^cleared[t&(stackTrees-1)])]
 	}
-	f.masks.Put(mp)
 	return sum
 }
