@@ -252,41 +252,6 @@ func madRatio(gaps []int32, med float64, hist []uint16) float64 {
 	return float64(histMedian(hist, len(gaps))) / med
 }
 
-// acf is the autocorrelation of the activity indicator of x at lag. A
-// series active in every minute (no variance) counts as perfectly periodic.
-func acf(x []uint16, lag int) float64 {
-	n := len(x)
-	if lag <= 0 || lag >= n {
-		return 0
-	}
-	m := n - lag
-	// With a_i = [x_i != 0], b_i = [x_{i+lag} != 0] and p the active share,
-	// sum (a_i-p)(b_i-p) = n11 - p(nA+nB) + p^2 m: integer counts only.
-	act, n11, head, tail := 0, 0, 0, 0
-	for i, c := range x {
-		if c == 0 {
-			continue
-		}
-		act++
-		if i < lag {
-			head++
-		}
-		if i >= m {
-			tail++
-		} else if x[i+lag] != 0 {
-			n11++
-		}
-	}
-	p := float64(act) / float64(n)
-	vr := p * (1 - p)
-	if vr < 1e-9 {
-		return 1
-	}
-	nA, nB := float64(act-tail), float64(act-head)
-	cov := float64(n11) - p*(nA+nB) + p*p*float64(m)
-	return cov / float64(m) / vr
-}
-
 // littleEndian tells whether a uint64 read over four uint16 counts holds
 // the first in its low 16 bits, as scanWords needs.
 var littleEndian = func() bool {
@@ -350,9 +315,11 @@ func scanCounts(x *[cache.Minutes]uint16, bm *[bitWords]uint64, hourReq *[24]int
 	}
 }
 
-// acfBits is acf(x[first:last+1], lag) for the series whose active minutes
-// are the bits of bm (none outside first..last, act of them): the same
-// counts, taken with popcounts, and the same arithmetic.
+// acfBits is the autocorrelation of the activity indicator of the series
+// x[first:last+1] at lag, for the series whose active minutes are the bits
+// of bm (none outside first..last, act of them). A series active in every
+// minute (no variance) counts as perfectly periodic. It takes the counts of
+// acf (acf_test.go) with popcounts, and the same arithmetic.
 func acfBits(bm *[bitWords]uint64, first, last, act, lag int) float64 {
 	n := last - first + 1
 	if lag <= 0 || lag >= n {
