@@ -56,6 +56,11 @@ type Featurizer struct {
 	chist [256]uint16
 }
 
+// The scans take the window to be 24 hours of 60 minutes (an hour is 15
+// words of four counts): this fails to compile otherwise.
+var _ [cache.Minutes - 24*60]struct{}
+var _ [24*60 - cache.Minutes]struct{}
+
 // bitWords is the length of the activity bitmap: a bit per minute of the
 // window, with a spare word so shifted reads need no bounds test.
 const bitWords = (cache.Minutes+63)/64 + 1
@@ -64,9 +69,9 @@ const bitWords = (cache.Minutes+63)/64 + 1
 // the summary. It allocates nothing.
 //
 // Two branch-free passes over the window, four minutes at a time, sum
-// requests per hour and set a bit per active minute; everything else (active minutes, first and last,
-// gaps, counts per active minute, the autocorrelation) is read from the
-// bitmap, visiting only active minutes. Every value is computed with the
+// requests per hour and set a bit per active minute; everything else
+// (active minutes, first and last, gaps, counts per active minute, the
+// autocorrelation) is read from the bitmap, visiting only active minutes. Every value is computed with the
 // same floating-point operations in the same order as the plain form (kept
 // in features_ref_test.go, which checks the two agree bit for bit).
 func (s *Featurizer) Compute(v *cache.View, out []float64) Summary {
