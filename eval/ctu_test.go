@@ -30,8 +30,16 @@ func ctuDir(t *testing.T, name string) string {
 	return dir
 }
 
-// runDefault replays a directory through the default model's detector.
+// runDefault replays a directory of CTU logs (labels in their columns)
+// through the default model's detector.
 func runDefault(t *testing.T, dir string) *Dataset {
+	t.Helper()
+	return runLabelled(t, filepath.Base(dir), dir, CTULabels())
+}
+
+// runLabelled replays the logs of dir through a detector with the default
+// model, labelled by lab, as `beacongrid eval` does.
+func runLabelled(t *testing.T, name, dir string, lab Labels) *Dataset {
 	t.Helper()
 	files, err := LogFiles(dir)
 	if err != nil {
@@ -51,7 +59,7 @@ func runDefault(t *testing.T, dir string) *Dataset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := Run(filepath.Base(dir), files, CTULabels(), fields.Default(), d, &col, m, baseline.DefaultConfig())
+	ds, err := Run(name, files, lab, fields.Default(), d, &col, m, baseline.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,33 +128,11 @@ func runSim(t *testing.T, cfg sim.Config) *Dataset {
 	if _, err := sim.WriteDir(cfg, dir, sim.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	files, err := LogFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	lab, err := ReadTruth(filepath.Join(dir, "truth.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := detect.OpenModel("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := cache.New(cache.Config{MaxBytes: 256 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	var col Collector
-	d, err := detect.New(store, m, nil, &col, detect.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := Run("sim", files, lab, fields.Default(), d, &col, m, baseline.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ds
+	return runLabelled(t, "sim", dir, lab)
 }
 
 // TestSixtySecondBeaconAlertedWithinTwoHours: a 60 s beacon, exact or
