@@ -640,31 +640,42 @@ func exprPos(root *yaml.Node, path []any, err error) (int, int) {
 
 // node returns the node at path, or nil.
 func node(n *yaml.Node, path []any) *yaml.Node {
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
+	n = docRoot(n)
 	for _, step := range path {
-		var next *yaml.Node
-		switch k := step.(type) {
-		case string:
-			if n.Kind == yaml.MappingNode {
-				for i := 0; i+1 < len(n.Content); i += 2 {
-					if n.Content[i].Value == k {
-						next = n.Content[i+1]
-					}
-				}
-			}
-		case int:
-			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
-				next = n.Content[k]
-			}
-		}
-		if next == nil {
+		if _, n = child(n, step); n == nil {
 			return nil
 		}
-		n = next
 	}
 	return n
+}
+
+// docRoot is the top node of a document node, or n itself.
+func docRoot(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return n.Content[0]
+	}
+	return n
+}
+
+// child takes one path step from n: a map key (string) or a sequence index
+// (int). It returns the value and, for a map, its key node; nil when n has
+// no such child. A repeated key yields its last value, as decoding does.
+func child(n *yaml.Node, step any) (key, val *yaml.Node) {
+	switch k := step.(type) {
+	case string:
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					key, val = n.Content[i], n.Content[i+1]
+				}
+			}
+		}
+	case int:
+		if n.Kind == yaml.SequenceNode && k >= 0 && k < len(n.Content) {
+			val = n.Content[k]
+		}
+	}
+	return key, val
 }
 
 func oneLine(s string) string {
@@ -681,27 +692,13 @@ func find(n *yaml.Node, path []any) (int, int) {
 	if n == nil {
 		return 1, 1
 	}
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
+	n = docRoot(n)
 	line, col := n.Line, n.Column
 	for _, step := range path {
-		var next *yaml.Node
-		switch k := step.(type) {
-		case string:
-			if n.Kind == yaml.MappingNode {
-				for i := 0; i+1 < len(n.Content); i += 2 {
-					if n.Content[i].Value == k {
-						next = n.Content[i+1]
-						// A scalar value: point at the value; a block: at its key.
-						line, col = n.Content[i].Line, n.Content[i].Column
-					}
-				}
-			}
-		case int:
-			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
-				next = n.Content[k]
-			}
+		key, next := child(n, step)
+		if key != nil {
+			// A scalar value: point at the value; a block: at its key.
+			line, col = key.Line, key.Column
 		}
 		if next == nil {
 			break
