@@ -51,46 +51,9 @@ func TestAcfMatchesDefinition(t *testing.T) {
 			}
 		}
 		lag := r.Intn(n + 1)
-		a, b := acf(x, lag), acfRef(x, lag)
+		a, b := refAcf(x, lag), acfRef(x, lag)
 		if math.Abs(a-b) > 1e-9*math.Max(1, math.Abs(b)) {
 			t.Fatalf("n %d lag %d: %v vs %v", n, lag, a, b)
 		}
 	}
-}
-
-// acf is the autocorrelation of the activity indicator of x at lag in the
-// counting form that acfBits takes (TestAcfBits), checked here against the
-// definition. A series active in every minute (no variance) counts as
-// perfectly periodic.
-func acf(x []uint16, lag int) float64 {
-	n := len(x)
-	if lag <= 0 || lag >= n {
-		return 0
-	}
-	m := n - lag
-	// With a_i = [x_i != 0], b_i = [x_{i+lag} != 0] and p the active share,
-	// sum (a_i-p)(b_i-p) = n11 - p(nA+nB) + p^2 m: integer counts only.
-	act, n11, head, tail := 0, 0, 0, 0
-	for i, c := range x {
-		if c == 0 {
-			continue
-		}
-		act++
-		if i < lag {
-			head++
-		}
-		if i >= m {
-			tail++
-		} else if x[i+lag] != 0 {
-			n11++
-		}
-	}
-	p := float64(act) / float64(n)
-	vr := p * (1 - p)
-	if vr < 1e-9 {
-		return 1
-	}
-	nA, nB := float64(act-tail), float64(act-head)
-	cov := float64(n11) - p*(nA+nB) + p*p*float64(m)
-	return cov / float64(m) / vr
 }

@@ -181,8 +181,10 @@ func refMadRatio(gaps []int32, med float64, hist []uint16) float64 {
 	return float64(refHistMedian(hist, len(gaps))) / med
 }
 
-// refAcf is the autocorrelation of the activity indicator of x at lag. A
-// series active in every minute (no variance) counts as perfectly periodic.
+// refAcf is the autocorrelation of the activity indicator of x at lag, in
+// the counting form the old features code used (checked against the
+// definition, acfRef, in TestAcfMatchesDefinition). A series active in
+// every minute (no variance) counts as perfectly periodic.
 func refAcf(x []uint16, lag int) float64 {
 	n := len(x)
 	if lag <= 0 || lag >= n {
@@ -351,7 +353,7 @@ func TestAcfBits(t *testing.T) {
 			continue
 		}
 		lag := r.Intn(last - first + 2)
-		a, b := acfBits(&bm, first, last, act, lag), acf(v.Counts[first:last+1], lag)
+		a, b := acfBits(&bm, first, last, act, lag), refAcf(v.Counts[first:last+1], lag)
 		if math.Float64bits(a) != math.Float64bits(b) {
 			t.Fatalf("first %d last %d lag %d: %v, acf %v", first, last, lag, a, b)
 		}
