@@ -72,7 +72,24 @@ type Stats struct {
 	Scored     int64 // flows scored
 	Alerts     int64 // alerts raised
 	Suppressed int64 // scorings that would have alerted but an allow entry or suppress rule silenced (counted each time)
+	Wide       int64 // scorings that would have alerted on a service most hosts use, silenced (SuppressedWide; counted each time)
 }
+
+// DefaultWideShare is the prevalence_share above which a destination is a
+// service most hosts use: the detector raises no model alert on it, however
+// periodic and whatever its score, and counts the silenced alert in
+// Stats.Wide. Deny entries and detect expressions still alert on it. With prevalence_share's floor of 20
+// sources this takes at least 11 sources, and more than half of those seen.
+// The rules file's wide_share replaces it. The model ranks such flows low
+// (prevalence has a monotone constraint) but not always below the
+// threshold.
+const DefaultWideShare = 0.5
+
+// SuppressedWide is the rules.Verdict.SuppressedBy of an alert silenced
+// because its destination is a service most hosts use.
+const SuppressedWide = "wide-service"
+
+var shareIdx = slices.Index(FeatureNames, "prevalence_share")
 
 // Detector is safe for concurrent use.
 type Detector struct {
@@ -83,7 +100,7 @@ type Detector struct {
 	cfg   Config
 	pool  sync.Pool
 
-	events, skipped, noTime, scored, alerts, suppressed atomic.Int64
+	events, skipped, noTime, scored, alerts, suppressed, wide atomic.Int64
 }
 
 type work struct {
@@ -182,6 +199,10 @@ func (d *Detector) Score(f *cache.Flow) {
 	fl.Score, fl.PeriodS, fl.Jitter, fl.ActiveMinutes = p, sm.PeriodS, sm.Jitter, sm.ActiveMinutes
 	fl.Requests, fl.Prevalence, fl.Sources, fl.OnlineMinutes = sm.Requests, v.Prevalence, v.Sources, v.SrcOnline
 	verdict := rs.Eval(fl, d.model.Threshold(), d.cfg.MinActive, now)
+	wide := verdict.Alert && !verdict.Suppressed && verdict.Rule == rules.RuleModel && w.feats[shareIdx] > rs.WideShare(DefaultWideShare)
+	if wide {
+		verdict.Suppressed, verdict.SuppressedBy = true, SuppressedWide
+	}
 	if !verdict.Alert {
 		f.SetMarks(m)
 		return
@@ -193,7 +214,11 @@ func (d *Detector) Score(f *cache.Flow) {
 	}
 	if verdict.Suppressed {
 		f.SetMarks(m)
-		d.suppressed.Add(1)
+		if wide {
+			d.wide.Add(1)
+		} else {
+			d.suppressed.Add(1)
+		}
 		return
 	}
 	m.AlertMinute, m.AlertScore = v.End, float32(p)
@@ -272,7 +297,7 @@ func (d *Detector) build(v *cache.View, feats []float64, sm Summary, p float64, 
 func (d *Detector) Stats() Stats {
 	return Stats{
 		Events: d.events.Load(), Skipped: d.skipped.Load(), NoTime: d.noTime.Load(),
-		Scored: d.scored.Load(), Alerts: d.alerts.Load(), Suppressed: d.suppressed.Load(),
+		Scored: d.scored.Load(), Alerts: d.alerts.Load(), Suppressed: d.suppressed.Load(), Wide: d.wide.Load(),
 	}
 }
 

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/beacongrid/beacongrid/alert"
@@ -29,26 +28,10 @@ func OpenModel(path string) (Model, error) {
 	return explained{m}, nil
 }
 
-// explained adapts model.Model to Explainer, and silences services most
-// hosts use.
+// explained adapts model.Model to Explainer. Its Predict is the model's
+// own score; services most hosts use are silenced by the Detector's
+// decision (DefaultWideShare), not here.
 type explained struct{ *model.Model }
-
-// WideShare is the prevalence_share above which a destination is a service
-// most hosts use: its flows score 0 and never alert, however periodic. With
-// prevalence_share's floor of 20 sources this takes at least 11 sources,
-// and more than half of those seen. The GBM alone ranks such flows low
-// (prevalence has a monotone constraint) but not always below the threshold.
-const WideShare = 0.5
-
-var shareIdx = slices.Index(FeatureNames, "prevalence_share")
-
-// Predict is the GBM's score, or 0 for a service most hosts use.
-func (e explained) Predict(features []float64) float64 {
-	if features[shareIdx] > WideShare {
-		return 0
-	}
-	return e.Model.Predict(features)
-}
 
 func (e explained) Explain(features []float64, top int) []alert.Reason {
 	return e.Model.Explain(features, top, make([]alert.Reason, 0, top))

@@ -17,6 +17,8 @@ var badDocs = []struct{ doc, want string }{
 	{"thresold: 0.5\n", "rules:1: field thresold not found"},
 	{"version: 1\nthreshold: high\n", "rules:2: cannot unmarshal !!str `high` into float64"},
 	{"version: 1\nthreshold: 1.5\n", "rules:2:12: threshold: 1.5 is outside 0..1"},
+	{"version: 1\nwide_share: 1.5\n", "rules:2:13: wide_share: 1.5 is outside 0..1"},
+	{"version: 1\nwide_share: -0.1\n", "rules:2:13: wide_share: -0.1 is outside 0..1"},
 	{"version: 2\n", "rules:1:10: version: 2 is not supported (hint: use 1)"},
 	{"threshold: 0.5\n", "rules:1:1: version is missing"},
 	{"", "rules:1: the document is empty"},

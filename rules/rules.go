@@ -41,6 +41,10 @@ type File struct {
 	Version int `yaml:"version"`
 	// Threshold overrides the model's calibrated threshold (0 < t <= 1).
 	Threshold float64 `yaml:"threshold"`
+	// WideShare overrides the detector's share of sources (0 < s <= 1)
+	// above which a destination is a service most hosts use, whose alerts
+	// the detector silences (detect.DefaultWideShare; 1 turns it off).
+	WideShare float64 `yaml:"wide_share"`
 	// Allow silences alerts on matching flows.
 	Allow []ListEntry `yaml:"allow"`
 	// Deny makes matching flows alert whenever they are scored, whatever
@@ -392,6 +396,9 @@ func Parse(b []byte) (*Set, error) {
 	}
 	if f.Threshold < 0 || f.Threshold > 1 {
 		bad(p("threshold"), "a probability, e.g. 0.9", "%v is outside 0..1", f.Threshold)
+	}
+	if f.WideShare < 0 || f.WideShare > 1 {
+		bad(p("wide_share"), "a share of sources, e.g. 0.5", "%v is outside 0..1", f.WideShare)
 	}
 	s := &Set{file: f, src: append([]byte(nil), b...), evalErrors: new(atomic.Int64)}
 	s.version = VersionOf(b)
@@ -909,6 +916,14 @@ func (s *Set) Threshold(src string) (float64, bool) {
 		return s.file.Threshold, true
 	}
 	return 0, false
+}
+
+// WideShare returns the file's wide_share when set, else def.
+func (s *Set) WideShare(def float64) float64 {
+	if s != nil && s.file.WideShare > 0 {
+		return s.file.WideShare
+	}
+	return def
 }
 
 // MinActive returns the fewest active minutes before a flow from src is

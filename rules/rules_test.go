@@ -338,3 +338,25 @@ func TestDocExampleParses(t *testing.T) {
 		t.Fatal("the documented choice: *.windowsupdate.com matches windowsupdate.com")
 	}
 }
+
+// wide_share replaces the detector's default share; unset or no rules
+// keep it.
+func TestWideShare(t *testing.T) {
+	s, err := Parse([]byte("version: 1\nwide_share: 0.8\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.WideShare(0.5); got != 0.8 {
+		t.Errorf("wide_share 0.8: got %v", got)
+	}
+	s, err = Parse([]byte("version: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.WideShare(0.5); got != 0.5 {
+		t.Errorf("unset: got %v, want the default 0.5", got)
+	}
+	if got := (*Set)(nil).WideShare(0.5); got != 0.5 {
+		t.Errorf("no rules: got %v, want the default 0.5", got)
+	}
+}

@@ -197,7 +197,7 @@ func (s summary) print(w io.Writer) {
 		s.Stats.Records, s.Stats.Files, s.Elapsed.Round(time.Millisecond), s.Stats.BadLines, s.Stats.BadField)
 	fmt.Fprintf(w, "flows tracked: %d, scored: %d times, events counted: %d (too old %d, too new %d, no flow %d)\n",
 		s.Cache.Flows, s.Det.Scored, s.Cache.Counted, s.Cache.TooOld, s.Cache.TooNew, s.Det.Skipped+s.Det.NoTime)
-	fmt.Fprintf(w, "alerts: %d flows (%d suppressed by rules)\n", len(s.Alerts), s.Det.Suppressed)
+	fmt.Fprintf(w, "alerts: %d flows (%d suppressed by rules, %d on services most hosts use)\n", len(s.Alerts), s.Det.Suppressed, s.Det.Wide)
 	if len(s.Alerts) == 0 {
 		return
 	}
