@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -56,35 +58,143 @@ func bigFixture(b *testing.B) *Store {
 }
 
 // BenchmarkObserve counts one event into an existing flow with 1M flows
-// tracked. "uniform": each event picks a random flow of the million (the
-// worst case for CPU caches); "hot": events cycle over 1024 flows.
+// tracked, each event in its flow's own minute (counting, not growing):
+//   - "uniform": each event picks a random flow of the million (the worst
+//     case for CPU caches);
+//   - "skewed": events follow the simulator's day: the busiest 1 % of the
+//     flows get the share of the events the busiest 1 % of the day's flows
+//     get, the next 9 % theirs, the rest the remainder (simShares);
+//   - "hot": events cycle over 1024 flows;
+//   - "map-floor": no store, the floor the machine sets for "uniform": a
+//     lookup of the same random flow in a plain map[uint64]*Flow of the
+//     million and an atomic increment in the flow it finds;
+//   - "ristretto-get": ristretto's Get of a random flow of the million,
+//     which Observe calls once per new minute of a flow (simShares says
+//     how often that is on the simulator's day).
 func BenchmarkObserve(b *testing.B) {
 	s := bigFixture(b)
-	for _, mode := range []string{"uniform", "hot"} {
+	const n = bigSrcN * bigDstN
+	sh := simShares(b)
+	b.Logf("simulator's day: busiest 1%% of flows %.1f%% of events, next 9%% %.1f%%, %.1f%% of events open a new minute of their flow",
+		100*sh.top1, 100*sh.top10, 100*sh.newMinute)
+	var floor map[uint64]*Flow
+	for _, mode := range []string{"uniform", "skewed", "hot", "map-floor", "ristretto-get"} {
 		b.Run(mode, func(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 2))
+			perm := r.Perm(n) // flow rank -> flow
 			idx := make([]int32, 1<<20)
 			for i := range idx {
-				if mode == "hot" {
-					idx[i] = int32(i % 1024 * 977 % (bigSrcN * bigDstN))
-				} else {
-					idx[i] = int32(r.IntN(bigSrcN * bigDstN))
+				switch mode {
+				case "hot":
+					idx[i] = int32(i % 1024 * 977 % n)
+				case "skewed":
+					switch u := r.Float64(); {
+					case u < sh.top1:
+						idx[i] = int32(perm[r.IntN(n/100)])
+					case u < sh.top1+sh.top10:
+						idx[i] = int32(perm[n/100+r.IntN(n*9/100)])
+					default:
+						idx[i] = int32(perm[n/10+r.IntN(n*9/10)])
+					}
+				default:
+					idx[i] = int32(r.IntN(n))
 				}
 			}
+			hs := make([]uint64, n)
+			if mode == "map-floor" || mode == "ristretto-get" {
+				for k := range hs {
+					hs[k], _ = s.hash(bigSrcs[k/bigDstN], bigDsts[k%bigDstN])
+				}
+			}
+			if mode == "map-floor" && floor == nil {
+				floor = make(map[uint64]*Flow, n)
+				for k := range hs {
+					f, _, _ := s.Observe(bigSrcs[k/bigDstN], bigDsts[k%bigDstN], t0.Unix()+int64(k%bigDstN), 1)
+					floor[hs[k]] = f
+				}
+			}
+			var sink atomic.Uint32
 			before := s.Stats().Counted
 			b.ReportAllocs()
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				k := idx[i&(1<<20-1)]
-				j := int(k) % bigDstN
-				// the flow's own minute: counting, not growing
-				s.Observe(bigSrcs[int(k)/bigDstN], bigDsts[j], t0.Unix()+int64(j), 1)
+			switch mode {
+			case "map-floor":
+				for i := 0; i < b.N; i++ {
+					floor[hs[idx[i&(1<<20-1)]]].state.Add(0)
+				}
+			case "ristretto-get":
+				for i := 0; i < b.N; i++ {
+					if _, ok := s.rc.Get(hs[idx[i&(1<<20-1)]]); ok {
+						sink.Add(1)
+					}
+				}
+			default:
+				for i := 0; i < b.N; i++ {
+					k := idx[i&(1<<20-1)]
+					j := int(k) % bigDstN
+					s.Observe(bigSrcs[int(k)/bigDstN], bigDsts[j], t0.Unix()+int64(j), 1)
+				}
 			}
 			b.StopTimer()
-			if got := s.Stats().Counted - before; got != int64(b.N) {
-				b.Fatalf("%d of %d events counted", got, b.N)
+			switch mode {
+			case "map-floor":
+			case "ristretto-get":
+				if sink.Load() != uint32(b.N) {
+					b.Fatalf("%d of %d Gets found their flow", sink.Load(), b.N)
+				}
+			default:
+				if got := s.Stats().Counted - before; got != int64(b.N) {
+					b.Fatalf("%d of %d events counted", got, b.N)
+				}
 			}
 		})
+	}
+}
+
+// shares describes the simulator's day: the share of events of its
+// busiest 1 % of flows (top1) and of the next 9 % (top10), and the share
+// of events that are the first of their flow in a newer minute than the
+// flow's newest.
+type shares struct{ top1, top10, newMinute float64 }
+
+func simShares(t testing.TB) shares {
+	d := loadSimDay(t)
+	type key struct{ src, dst int32 }
+	type acc struct {
+		events int
+		last   int64
+	}
+	fl := map[key]*acc{}
+	newMin := 0
+	for _, e := range d.events {
+		k := key{e.src, e.dst}
+		a := fl[k]
+		if a == nil {
+			a = &acc{last: e.sec / 60}
+			fl[k] = a
+		} else if m := e.sec / 60; m > a.last {
+			a.last = m
+			newMin++
+		}
+		a.events++
+	}
+	ev := make([]int, 0, len(fl))
+	for _, a := range fl {
+		ev = append(ev, a.events)
+	}
+	slices.Sort(ev)
+	slices.Reverse(ev)
+	sum := func(lo, hi int) (n int) {
+		for _, x := range ev[lo:hi] {
+			n += x
+		}
+		return n
+	}
+	total := float64(len(d.events))
+	return shares{
+		top1:      float64(sum(0, len(ev)/100)) / total,
+		top10:     float64(sum(len(ev)/100, len(ev)/10)) / total,
+		newMinute: float64(newMin) / total,
 	}
 }
 

@@ -24,6 +24,7 @@ type Flow struct {
 	firstSec, lastSec uint32 // event time (Unix seconds) of the oldest and newest events
 	gap, size         welford
 	gapN, sizeN       uint32 // the welfords' counts, kept here to pack the struct
+	tag               uint32 // the second hash of the key (Store.hash), for the index
 	marks             Marks
 }
 
@@ -119,9 +120,10 @@ func (f *Flow) is(src, dst []byte) bool { return f.src.ip == string(src) && f.ds
 
 // observe outcomes.
 const (
-	obsCounted  = iota
-	obsOld      // before the flow's window
-	obsReleased // the flow is no longer tracked: look it up again
+	obsCounted   = iota
+	obsNewMinute // counted, the first event of the flow in a newer minute than before
+	obsOld       // before the flow's window
+	obsReleased  // the flow is no longer tracked: look it up again
 )
 
 // observe counts one event. due says whether the event moved the flow into
@@ -157,11 +159,15 @@ func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) 
 	if bytes >= 0 {
 		f.size.add(&f.sizeN, float64(bytes))
 	}
+	res = obsCounted
 	if fresh || abs > prevLast {
 		due = abs >= f.marks.NextScore
+		if !fresh {
+			res = obsNewMinute
+		}
 	}
 	f.mu.Unlock()
-	return obsCounted, due, grew
+	return res, due, grew
 }
 
 // release marks the flow released and returns the bytes it was charged, or
@@ -239,7 +245,7 @@ func (f *Flow) SetMarks(m Marks) {
 // Memory charged per flow beyond its counts, in bytes: the Flow struct (its
 // 128-byte allocation class), ristretto's bookkeeping for one item (its
 // store map slot holding a 48-byte storeItem, its policy cost map slot, at
-// the maps' average load). Sources and destinations, which flows share, are
+// the maps' average load), the store's index slot (indexSlotBytes). Sources and destinations, which flows share, are
 // accounted by the store as a whole (Store.chargeShared).
 // TestHeavyMemoryPerFlow compares the charge with the measured heap.
 const (
@@ -250,5 +256,5 @@ const (
 // bytes is the memory the flow is charged: what ristretto is told it costs.
 // Call with f.mu held, or before f is shared.
 func (f *Flow) bytes() int64 {
-	return int64(flowStructBytes + ristrettoBytes + f.counts.bytes())
+	return int64(flowStructBytes + ristrettoBytes + indexSlotBytes + f.counts.bytes())
 }

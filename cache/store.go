@@ -39,12 +39,12 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/ristretto/v2"
 )
 
@@ -118,12 +118,14 @@ type Store struct {
 	wm      atomic.Int32 // watermark: newest accepted Unix minute
 	future  atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
 	closing atomic.Bool
-	recent  [recentSlots]atomic.Pointer[Flow]
+	idx     index
+	seed    maphash.Seed // of the flow hash (random per process)
 	// sharedCharged is the shared memory last taken from MaxCost.
 	sharedCharged atomic.Int64
 
 	flows, bytes                             atomic.Int64
-	counted, tooOld, tooNew, refused, badIn  atomic.Int64
+	counted                                  [countStripes]stripe // by flow hash: concurrent workers rarely share a line
+	tooOld, tooNew, refused, badIn           atomic.Int64
 	rejections, dropped, evictions, conflict atomic.Int64
 	droppedSets, restored, requeued, waits   atomic.Int64
 	merged                                   atomic.Int64
@@ -203,7 +205,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Store{cfg: cfg, tab: newTable()}
+	s := &Store{cfg: cfg, tab: newTable(), seed: maphash.MakeSeed()}
 	s.perPend = max(cfg.PendingFlows/shards, 4)
 	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes+inFlightSlack*shards*newSlotBytes), live/4)
 	for i := range s.pending {
@@ -293,20 +295,19 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 	for abs > wm && !s.wm.CompareAndSwap(wm, abs) {
 		wm = s.wm.Load()
 	}
-	h := flowHash(src, dst)
-	slot := &s.recent[h&(recentSlots-1)]
+	h, tag := s.hash(src, dst)
 	for try := 0; ; try++ {
-		// The recent-flow table skips ristretto's Get for a flow it holds
-		// (admitted, so the table's pointer is the key's one flow); events
-		// whose second is a multiple of recentGetEvery (about one in
-		// recentGetEvery) still go to Get, which feeds ristretto's
-		// frequency sketch.
-		f = slot.Load()
-		if f == nil || f.state.Load() != statusAdmitted || !f.is(src, dst) || sec%recentGetEvery == 0 {
-			if f, r = s.lookup(h, src, dst); r != Counted {
+		// The index holds the flows ristretto admitted: an event for one
+		// of them takes no lock but its flow's and calls no ristretto
+		// method but a sampled Get (below).
+		f = s.idx.get(h, tag)
+		if f == nil || f.state.Load() != statusAdmitted {
+			if f, r = s.lookup(h, tag, src, dst); r != Counted {
 				return nil, false, r
 			}
-			slot.Store(f)
+			if f.state.Load() == statusAdmitted {
+				s.idx.put(h, f)
+			}
 		}
 		res, due, grew := f.observe(abs, uint32(sec), size, &s.bytes)
 		switch res {
@@ -321,6 +322,17 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 		case obsOld:
 			s.tooOld.Add(1)
 			return nil, false, TooOld
+		case obsNewMinute:
+			// ristretto's frequency sketch learns of an admitted flow
+			// through a Get (the only way to tell it) on one in
+			// sketchEvery of the minutes the flow is active in, chosen
+			// by minute and hash: TinyLFU then ranks flows by how many
+			// minutes they are active in, which separates an
+			// established flow from a scan's one-offs (a new flow's
+			// first event reaches ristretto's Get in lookup).
+			if (uint32(abs)+uint32(h>>32))%sketchEvery == 0 {
+				s.rc.Get(h)
+			}
 		}
 		f.src.mark(abs)
 		if grew != 0 && f.status() == statusAdmitted {
@@ -329,22 +341,38 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 			// still pending carries its new cost when it is offered again.
 			s.rc.Set(h, f, f.cost())
 		}
-		s.counted.Add(1)
+		s.counted[h%countStripes].n.Add(1)
 		return f, due, Counted
 	}
 }
 
-// The recent-flow table: a direct-mapped cache of flows by hash in front
-// of ristretto's Get.
-const (
-	recentSlots    = 4096
-	recentGetEvery = 4
-)
+// sketchEvery: an admitted flow's Get feeds ristretto's sketch on one in
+// sketchEvery of its active minutes. On the simulator's day 42 % of the
+// events open a new minute of their flow, so about 10 % of them call Get.
+const sketchEvery = 4
 
-// flowHash is the ristretto key of flow src -> dst (conflicts are caught
-// by comparing the flow's source and destination).
-func flowHash(src, dst []byte) uint64 {
-	return xxhash.Sum64(src)*0x9e3779b97f4a7c15 ^ xxhash.Sum64(dst)
+// hash returns the flow's hash (the ristretto and index key, never 0) and
+// its tag, kept in the Flow, both mixed from 64-bit hashes of the source
+// and of the destination under a random per-process seed (hash/maphash),
+// so that flows cannot be made to collide on purpose. The index's hot path
+// identifies a flow by hash and tag (96 bits) without reading its strings;
+// the slow path compares the strings too. Two flows of one source are
+// confused only if their destinations share a 64-bit hash: for a million
+// distinct destinations, a chance of about 3 in 10^8 that any such pair
+// exists at all.
+func (s *Store) hash(src, dst []byte) (uint64, uint32) {
+	a, b := maphash.Bytes(s.seed, src), maphash.Bytes(s.seed, dst)
+	h := a*0x9e3779b97f4a7c15 ^ b
+	if h == 0 {
+		h = 1
+	}
+	return h, uint32((b*0xc2b2ae3d27d4eb4f ^ a) >> 32)
+}
+
+// flowHash is hash for a tracked flow.
+func (s *Store) flowHash(f *Flow) uint64 {
+	h, _ := s.hash([]byte(f.src.ip), []byte(f.dst.name))
+	return h
 }
 
 func (f *Flow) cost() int64 {
@@ -353,7 +381,7 @@ func (f *Flow) cost() int64 {
 	return f.bytes()
 }
 
-func (s *Store) lookup(h uint64, src, dst []byte) (*Flow, Result) {
+func (s *Store) lookup(h uint64, tag uint32, src, dst []byte) (*Flow, Result) {
 	zombie := false
 	if f, ok := s.rc.Get(h); ok {
 		if !f.is(src, dst) {
@@ -372,7 +400,7 @@ func (s *Store) lookup(h uint64, src, dst []byte) (*Flow, Result) {
 	}
 	p := &s.pending[h%shards]
 	for level := 0; level <= 2; level++ {
-		f, r, full := s.lookupPending(p, h, src, dst, zombie, level)
+		f, r, full := s.lookupPending(p, h, tag, src, dst, zombie, level)
 		if !full {
 			return f, r
 		}
@@ -388,7 +416,7 @@ func (s *Store) lookup(h uint64, src, dst []byte) (*Flow, Result) {
 	return nil, Refused
 }
 
-func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie bool, level int) (*Flow, Result, bool) {
+func (s *Store) lookupPending(p *pendingShard, h uint64, tag uint32, src, dst []byte, zombie bool, level int) (*Flow, Result, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.m[h]
@@ -407,7 +435,7 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie
 		p.n++
 	}
 	if f == nil {
-		f = &Flow{}
+		f = &Flow{tag: tag}
 		f.src, f.dst = s.tab.acquire(src, dst)
 		s.chargeShared()
 		s.flows.Add(1)
@@ -643,6 +671,7 @@ func (s *Store) release(f *Flow) bool {
 
 // finishRelease does the accounting of a flow marked released.
 func (s *Store) finishRelease(f *Flow) {
+	s.idx.del(s.flowHash(f), f)
 	s.flows.Add(-1)
 	s.tab.release(f.src, f.dst)
 }
@@ -703,11 +732,27 @@ func (s *Store) Range(fn func(*Flow) bool) {
 // Wait makes buffered ristretto writes visible (tests).
 func (s *Store) Wait() { s.rc.Wait() }
 
+// countStripes is the number of cache lines Stats.Counted is spread over.
+const countStripes = 16
+
+type stripe struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+func (s *Store) countedTotal() int64 {
+	n := int64(0)
+	for i := range s.counted {
+		n += s.counted[i].n.Load()
+	}
+	return n
+}
+
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
 		Flows: s.flows.Load(), Bytes: s.bytes.Load(), SharedBytes: s.tab.bytes.Load(), MaxCost: s.maxCost,
-		Counted: s.counted.Load(), TooOld: s.tooOld.Load(), TooNew: s.tooNew.Load(),
+		Counted: s.countedTotal(), TooOld: s.tooOld.Load(), TooNew: s.tooNew.Load(),
 		Refused: s.refused.Load(), BadInput: s.badIn.Load(),
 		Rejections: s.rejections.Load(), DroppedSets: s.droppedSets.Load(), Dropped: s.dropped.Load(),
 		Evictions: s.evictions.Load(), Requeued: s.requeued.Load(), Merged: s.merged.Load(), HashConflict: s.conflict.Load(),

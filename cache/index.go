@@ -1,0 +1,173 @@
+package cache
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// index maps a flow's hash to the flow ristretto admitted, for the hot
+// path: a lookup takes no lock and does not call ristretto. It is a cache
+// of ristretto's contents, not the truth: an entry may be stale (the flow
+// was evicted and requeued, or released), so a caller checks the flow's
+// status and, under the flow's lock, that it is not released; the store
+// falls back to ristretto and the pending table when the index has no
+// usable flow.
+//
+// Layout: indexShards shards by the hash's top byte, each an
+// open-addressing table with linear probing of 16-byte slots (hash, flow).
+// Readers load the table and the slots atomically; writers hold the
+// shard's mutex. A slot's hash never changes once set (a removed flow
+// leaves a tombstone: the hash with a nil flow, reused only by the same
+// hash), so a reader that finds the hash has found the one slot of that
+// hash in its table. A table too full of flows or tombstones is copied
+// into a new one, published atomically; a reader still probing the old one
+// may miss a flow added since and takes the slow path, which looks again
+// under the locks.
+type index struct {
+	shards [indexShards]indexShard
+}
+
+const (
+	indexShards  = 256
+	indexMinSize = 16
+)
+
+type indexShard struct {
+	mu   sync.Mutex
+	tab  atomic.Pointer[indexTab]
+	live int      // slots holding a flow
+	used int      // slots with a hash (live + tombstones)
+	_    [32]byte // a shard to a cache line
+}
+
+type indexTab struct {
+	mask  uint64
+	slots []indexSlot
+}
+
+type indexSlot struct {
+	h atomic.Uint64 // 0: empty
+	f atomic.Pointer[Flow]
+}
+
+// indexSlotBytes is the index's memory per flow at its average load (a
+// table is between 40 % and 80 % full of flows): 16-byte slots.
+const indexSlotBytes = 28
+
+func newIndexTab(size int) *indexTab {
+	return &indexTab{mask: uint64(size - 1), slots: make([]indexSlot, size)}
+}
+
+func (x *index) shard(h uint64) *indexShard { return &x.shards[h>>56] }
+
+// get returns the flow under h whose tag is tag, or nil. h is not 0.
+func (x *index) get(h uint64, tag uint32) *Flow {
+	t := x.shard(h).tab.Load()
+	if t == nil {
+		return nil
+	}
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		s := &t.slots[i]
+		switch s.h.Load() {
+		case h:
+			if f := s.f.Load(); f != nil && f.tag == tag {
+				return f
+			}
+			return nil
+		case 0:
+			return nil
+		}
+	}
+}
+
+// put makes f the flow under h.
+func (x *index) put(h uint64, f *Flow) {
+	sh := x.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t := sh.tab.Load()
+	if t == nil {
+		t = newIndexTab(indexMinSize)
+		sh.tab.Store(t)
+	}
+	i, found := t.find(h)
+	if found {
+		if t.slots[i].f.Swap(f) == nil {
+			sh.live++
+		}
+		return
+	}
+	if 5*(sh.used+1) > 4*len(t.slots) {
+		t = sh.rehash(t, sh.live+1)
+		i, _ = t.find(h)
+	}
+	t.slots[i].f.Store(f) // the flow before the hash: a reader that sees the hash sees the flow
+	t.slots[i].h.Store(h)
+	sh.live++
+	sh.used++
+}
+
+// del removes f from under h (nothing if another flow is there).
+func (x *index) del(h uint64, f *Flow) {
+	sh := x.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t := sh.tab.Load()
+	if t == nil {
+		return
+	}
+	if i, found := t.find(h); found && t.slots[i].f.CompareAndSwap(f, nil) {
+		sh.live--
+		if len(t.slots) > indexMinSize && 8*sh.live < len(t.slots) {
+			sh.rehash(t, sh.live)
+		}
+	}
+}
+
+// find returns the slot holding h, or the empty slot where h would go.
+func (t *indexTab) find(h uint64) (uint64, bool) {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		switch t.slots[i].h.Load() {
+		case h:
+			return i, true
+		case 0:
+			return i, false
+		}
+	}
+}
+
+// rehash copies the shard's flows into a new table sized for n flows (at
+// most 40 % full) and publishes it. Called with sh.mu held.
+func (sh *indexShard) rehash(old *indexTab, n int) *indexTab {
+	size := indexMinSize
+	for 5*n > 2*size {
+		size *= 2
+	}
+	t := newIndexTab(size)
+	live := 0
+	for i := range old.slots {
+		s := &old.slots[i]
+		if f := s.f.Load(); f != nil {
+			h := s.h.Load()
+			j, _ := t.find(h)
+			t.slots[j].f.Store(f)
+			t.slots[j].h.Store(h)
+			live++
+		}
+	}
+	sh.live, sh.used = live, live
+	sh.tab.Store(t)
+	return t
+}
+
+// size returns the number of flows in the index.
+func (x *index) size() int {
+	n := 0
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.Lock()
+		n += sh.live
+		sh.mu.Unlock()
+	}
+	return n
+}
