@@ -89,12 +89,10 @@ type Event struct {
 }
 
 // Reset clears e for the next record.
-func (e *Event) Reset() {
-	*e = Event{Size: -1}
-	for i := range e.prio {
-		e.prio[i] = math.MaxInt8
-	}
-}
+func (e *Event) Reset() { *e = Event{Size: -1, prio: noClaims} }
+
+// noClaims is prio with no slot claimed.
+var noClaims = [NumSlots]int8{math.MaxInt8, math.MaxInt8, math.MaxInt8, math.MaxInt8, math.MaxInt8, math.MaxInt8, math.MaxInt8, math.MaxInt8}
 
 // ErrType is returned when a value has the wrong type for its slot.
 var ErrType = errors.New("fields: value has the wrong type")
@@ -217,11 +215,11 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		d = cleanDomain(urlHost(e.URL))
 	}
 	if len(d) > 0 {
-		for _, c := range d {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+		buf = append(buf, d...)
+		for i := n; i < len(buf); i++ { // lowercase in place
+			if c := buf[i]; c-'A' < 26 {
+				buf[i] = c + ('a' - 'A')
 			}
-			buf = append(buf, c)
 		}
 	} else {
 		ipText, port := e.DstIP, e.DstPort
@@ -252,19 +250,28 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 
 // cleanDomain strips a port, a trailing dot and surrounding space; it
 // returns nil for values that are not domain names (empty, "-", an IP).
+// It runs on every record: space is trimmed only when an end byte could be
+// space (ASCII space or control, or a byte of a multi-byte character), and
+// the IPv4 check only runs on a name that ends with a digit
+// (TestCleanDomainMatchesReference holds it to the plain definition).
 func cleanDomain(d []byte) []byte {
-	d = bytes.TrimSpace(d)
+	if n := len(d); n > 0 && (d[0] <= ' ' || d[0] >= 0x80 || d[n-1] <= ' ' || d[n-1] >= 0x80) {
+		d = bytes.TrimSpace(d)
+	}
 	if len(d) > 0 && d[0] == '[' { // [v6]:port
 		return nil
 	}
-	if i := bytes.LastIndexByte(d, ':'); i >= 0 && bytes.IndexByte(d[:i], ':') < 0 {
+	if i := bytes.IndexByte(d, ':'); i >= 0 && bytes.IndexByte(d[i+1:], ':') < 0 { // one colon: host:port
 		d = d[:i]
 	}
-	d = bytes.TrimSuffix(d, []byte("."))
-	if len(d) == 0 || (len(d) == 1 && d[0] == '-') || len(d) > 253 {
+	if n := len(d); n > 0 && d[n-1] == '.' {
+		d = d[:n-1]
+	}
+	n := len(d)
+	if n == 0 || (n == 1 && d[0] == '-') || n > 253 {
 		return nil
 	}
-	if isIPv4(d) {
+	if d[n-1]-'0' <= 9 && isIPv4(d) {
 		return nil
 	}
 	return d
@@ -274,40 +281,30 @@ func cleanDomain(d []byte) []byte {
 // netip.ParseAddr accepts (four decimal fields 0-255 without leading
 // zeros), which is also its canonical text. It is netip's rule without its
 // cost on the hot path, where the flow key needs only the yes or no
-// (TestIsIPv4MatchesNetip holds it to netip).
+// (TestIsIPv4MatchesNetip holds it to netip): one pass over the bytes.
 func isIPv4(b []byte) bool {
-	n := len(b)
-	if n < 7 || n > 15 {
+	if len(b) < 7 || len(b) > 15 {
 		return false
 	}
-	i := 0
-	for f := 0; f < 4; f++ {
-		if f > 0 {
-			if i >= n || b[i] != '.' {
+	dots, digits, v := 0, 0, uint(0)
+	for _, c := range b {
+		if c == '.' {
+			if digits == 0 {
 				return false
 			}
-			i++
+			dots, digits, v = dots+1, 0, 0
+			continue
 		}
-		if i >= n || b[i]-'0' > 9 {
+		d := uint(c - '0')
+		if d > 9 || digits > 0 && v == 0 { // not a digit, or after a leading zero
 			return false
 		}
-		v := uint(b[i] - '0')
-		i++
-		if i < n && b[i]-'0' <= 9 { // a second digit
-			if v == 0 {
-				return false // a leading zero
-			}
-			v = v*10 + uint(b[i]-'0')
-			i++
-			if i < n && b[i]-'0' <= 9 { // a third
-				if v = v*10 + uint(b[i]-'0'); v > 255 {
-					return false
-				}
-				i++
-			}
+		if v = v*10 + d; v > 255 {
+			return false
 		}
+		digits++
 	}
-	return i == n
+	return dots == 3 && digits > 0
 }
 
 // urlHost returns the host[:port] of a URL: "http://user@Host:8080/p?q"

@@ -1,6 +1,7 @@
 package fields
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -195,5 +196,51 @@ func TestIsIPv4MatchesNetip(t *testing.T) {
 			}
 		}
 		check(string(b))
+	}
+}
+
+// cleanDomainRef is cleanDomain as first written, in the plainest terms:
+// the reference the hot-path version must agree with.
+func cleanDomainRef(d []byte) []byte {
+	d = bytes.TrimSpace(d)
+	if len(d) > 0 && d[0] == '[' {
+		return nil
+	}
+	if i := bytes.LastIndexByte(d, ':'); i >= 0 && bytes.IndexByte(d[:i], ':') < 0 {
+		d = d[:i]
+	}
+	d = bytes.TrimSuffix(d, []byte("."))
+	if len(d) == 0 || (len(d) == 1 && d[0] == '-') || len(d) > 253 {
+		return nil
+	}
+	if a, err := netip.ParseAddr(string(d)); err == nil && a.Is4() {
+		return nil
+	}
+	return d
+}
+
+// cleanDomain agrees with cleanDomainRef on names, ports, IPs, spaces
+// (ASCII and Unicode), brackets and random mixes of them.
+func TestCleanDomainMatchesReference(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		got, want := cleanDomain([]byte(s)), cleanDomainRef([]byte(s))
+		if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Fatalf("cleanDomain(%q) = %q, reference %q", s, got, want)
+		}
+	}
+	for _, s := range []string{"", "-", " - ", "example.com", "Example.COM.", "example.com:8080", "example.com.:443", "a:b:c",
+		"[::1]:80", "1.2.3.4", "1.2.3.4:80", " 1.2.3.4 ", "01.2.3.4", "\u00a0example.com\u0085", "\texample.com\n", "x.", ".",
+		"1.2.3.4.", strings.Repeat("a", 253), strings.Repeat("a", 254), strings.Repeat("a", 253) + ".", "é.example", "example.é"} {
+		check(s)
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", "Z", "0", "1", "9", "2", "5", ".", ":", "-", " ", "\t", "[", "]", "\u00a0", "\u0085", "é", "\u2000"}
+	for i := 0; i < 100000; i++ {
+		var sb strings.Builder
+		for j := rnd.IntN(16); j >= 0; j-- {
+			sb.WriteString(alphabet[rnd.IntN(len(alphabet))])
+		}
+		check(sb.String())
 	}
 }

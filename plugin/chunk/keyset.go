@@ -1,20 +1,28 @@
 package chunk
 
+import "encoding/binary"
+
 // KeySet is a Matcher built from a list of aliases per slot. Lookups do not
 // allocate. A KeySet is immutable after NewKeySet and safe for concurrent use.
 //
-// Paths are bucketed by a 9-bit signature of their length and last byte:
-// most unwanted keys are rejected by one load of an empty bucket, and a
-// wanted key costs one string comparison.
+// Keys are found by a multiplicative hash of their length and last eight
+// bytes, with a multiplier chosen when the set is built so that no two keys
+// share a bucket (they may, in a huge set; buckets are chained). Most
+// unwanted keys stop at one load of an empty bucket; a key in a bucket is
+// compared exactly, by length and then as 8-byte words.
 type KeySet struct {
-	keyHead    [sigSize]uint32 // first entry (index+1) of each key bucket, 0 if none
-	prefixHead [sigSize]uint32 // same for prefixes
+	table      [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
+	mult       uint64
+	prefixHead [sigSize]uint32
 	entries    []ksEntry
 	slots      int
 }
 
 type ksEntry struct {
-	key        string
+	last       uint64 // lastWord(key)
+	first      uint64 // the first 8 bytes of key when longer than 8
+	n          int    // len(key)
+	key        []byte
 	slot       int32 // -1 for a prefix-only entry
 	rank       int32
 	prefix     bool   // some key starts with key + "."
@@ -22,15 +30,41 @@ type ksEntry struct {
 	nextPrefix uint32 // next entry (index+1) in the same prefix bucket
 }
 
-const sigSize = 512
+const (
+	sigSize   = 512
+	tableBits = 10
+	tableSize = 1 << tableBits
+)
 
-// sig is the bucket of path: a mix of its length and last byte.
+// sig is the bucket of a prefix: a mix of its length and last byte.
 func sig(path []byte) uint {
 	n := len(path)
 	if n == 0 {
 		return 0
 	}
 	return (uint(n)*67 + uint(path[n-1])) & (sigSize - 1)
+}
+
+// lastWord is the word a key is hashed by: its last 8 bytes as a
+// little-endian integer; a key shorter than 8 bytes sits in the high bytes,
+// the low ones zero. It is what the Reader computes in place from the 8
+// bytes of the chunk that end with the key, masked to the key's length.
+func lastWord(key []byte) uint64 {
+	n := len(key)
+	if n >= 8 {
+		return binary.LittleEndian.Uint64(key[n-8:])
+	}
+	var pad [8]byte
+	copy(pad[8-n:], key)
+	return binary.LittleEndian.Uint64(pad[:])
+}
+
+// highMask[n] keeps the high n bytes of a word (n <= 8).
+var highMask = [9]uint64{0, 0xff << 56, 0xffff << 48, 0xffffff << 40, 0xffffffff << 32, 0xffffffffff << 24, 0xffffffffffff << 16, 0xffffffffffffff << 8, 0xffffffffffffffff}
+
+// bucket is the table index of a key of length n whose lastWord is w.
+func (ks *KeySet) bucket(w uint64, n int) uint64 {
+	return ((w ^ uint64(n)) * ks.mult) >> (64 - tableBits)
 }
 
 // NewKeySet builds a KeySet: slots[i] lists the paths that fill slot i, most
@@ -50,18 +84,22 @@ func NewKeySet(slots [][]string) *KeySet {
 		if !ok {
 			i = len(ks.entries)
 			index[key] = i
-			ks.entries = append(ks.entries, ksEntry{key: key, slot: -1})
+			e := ksEntry{key: []byte(key), n: len(key), last: lastWord([]byte(key)), slot: -1}
+			if len(key) > 8 {
+				e.first = binary.LittleEndian.Uint64(e.key)
+			}
+			ks.entries = append(ks.entries, e)
 		}
 		e := &ks.entries[i]
 		if prefix {
 			e.prefix = true
 		} else if e.slot < 0 {
-			e.slot, e.rank = slot, rank
+			e.slot, e.rank = slot, min(rank, nilRank-1)
 		}
 	}
 	for slot, aliases := range slots {
 		for rank, key := range aliases {
-			add(key, int32(slot), int32(rank), false)
+			add(key, int32(slot), int32(min(rank, nilRank-1)), false)
 			for i := 0; i < len(key); i++ {
 				if key[i] == '.' {
 					add(key[:i], 0, 0, true)
@@ -69,17 +107,54 @@ func NewKeySet(slots [][]string) *KeySet {
 			}
 		}
 	}
+	ks.buildTable()
 	for i := range ks.entries {
 		e := &ks.entries[i]
-		s := sig([]byte(e.key))
-		if e.slot >= 0 {
-			e.nextKey, ks.keyHead[s] = ks.keyHead[s], uint32(i+1)
-		}
 		if e.prefix {
+			s := sig(e.key)
 			e.nextPrefix, ks.prefixHead[s] = ks.prefixHead[s], uint32(i+1)
 		}
 	}
 	return ks
+}
+
+// buildTable chooses the multiplier of the hash: the first of 256 tried
+// that puts every key in a bucket of its own, or else the one with the
+// fewest keys sharing a bucket. Sharing costs speed, never correctness:
+// buckets are chained.
+func (ks *KeySet) buildTable() {
+	best, bestShared := uint64(0), -1
+	seed := uint64(0)
+	for try := 0; try < 256 && bestShared != 0; try++ {
+		seed += 0x9e3779b97f4a7c15 // splitmix64
+		m := seed
+		m = (m ^ m>>30) * 0xbf58476d1ce4e5b9
+		m = (m ^ m>>27) * 0x94d049bb133111eb
+		ks.mult = (m ^ m>>31) | 1
+		if shared := ks.fill(); bestShared < 0 || shared < bestShared {
+			best, bestShared = ks.mult, shared
+		}
+	}
+	ks.mult = best
+	ks.fill()
+}
+
+// fill fills the table for ks.mult and returns the number of keys that
+// share a bucket with an earlier one.
+func (ks *KeySet) fill() (shared int) {
+	ks.table = [tableSize]uint32{}
+	for i := range ks.entries {
+		e := &ks.entries[i]
+		if e.slot < 0 {
+			continue
+		}
+		h := ks.bucket(e.last, e.n)
+		if ks.table[h] != 0 {
+			shared++
+		}
+		e.nextKey, ks.table[h] = ks.table[h], uint32(i+1)
+	}
+	return shared
 }
 
 // Slots returns the number of slots, the slots argument for Reader.Reset.
@@ -96,14 +171,22 @@ func (ks *KeySet) Match(path []byte) (slot, rank int) {
 	if ks == nil {
 		return -1, 0
 	}
-	for i := ks.keyHead[sig(path)]; i != 0; {
+	if e := ks.find(path); e != nil {
+		return int(e.slot), int(e.rank)
+	}
+	return -1, 0
+}
+
+// find returns the key entry of path, or nil.
+func (ks *KeySet) find(path []byte) *ksEntry {
+	for i := ks.table[ks.bucket(lastWord(path), len(path))]; i != 0; {
 		e := &ks.entries[i-1]
-		if e.key == string(path) {
-			return int(e.slot), int(e.rank)
+		if string(e.key) == string(path) {
+			return e
 		}
 		i = e.nextKey
 	}
-	return -1, 0
+	return nil
 }
 
 // WantPrefix implements PrefixMatcher: it reports whether some path of ks
@@ -114,7 +197,7 @@ func (ks *KeySet) WantPrefix(prefix []byte) bool {
 	}
 	for i := ks.prefixHead[sig(prefix)]; i != 0; {
 		e := &ks.entries[i-1]
-		if e.key == string(prefix) {
+		if string(e.key) == string(prefix) {
 			return true
 		}
 		i = e.nextPrefix

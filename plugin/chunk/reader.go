@@ -155,6 +155,8 @@ type Reader struct {
 	slots int
 	rank  []int32 // rank of the value held in each slot of the current event
 
+	noScan bool // tests: read every pair with readPair (msgp), not scanPairs
+
 	err   error
 	stats Stats
 
@@ -266,6 +268,15 @@ func (r *Reader) Next(ev *Event) bool {
 // caller then skips the whole object), or an error with b positioned at the
 // object that failed.
 func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
+	if sec, nsec, n, p, ok := eventHead(b); ok {
+		ev.Sec, ev.Nsec = sec, nsec
+		clear(ev.Fields)
+		b, err := r.readBody(b[p:], n, ev.Fields)
+		if err != nil {
+			return 0, b, err
+		}
+		return stEvent, b, nil
+	}
 	if len(b) == 0 || !isArray(b[0]) {
 		return stBad, b, nil
 	}
@@ -340,6 +351,55 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 		return 0, b, err
 	}
 	return stEvent, b, nil
+}
+
+// eventHead reads the head of the event at the start of b when it has the
+// layout Fluent Bit writes: a two-element fixarray or array32, in v2 a
+// nested [EventTime, {}] (fixarray or array32), else an EventTime (fixext8),
+// then a fixmap or map16 body header; no group marker. It returns the
+// timestamp, the body's pair count and its offset, or ok false for any
+// other head, which the general path of readEvent then reads.
+func eventHead(b []byte) (sec, nsec int64, n uint32, p int, ok bool) {
+	if p = pairHeader(b, 0); p == 0 {
+		return
+	}
+	v2 := false
+	if q := pairHeader(b, p); q > p {
+		p, v2 = q, true
+	}
+	if p+10 > len(b) || b[p] != 0xd7 || b[p+1] != 0 {
+		return
+	}
+	sec, nsec = int64(binary.BigEndian.Uint32(b[p+2:])), int64(binary.BigEndian.Uint32(b[p+6:]))
+	if sec >= 0xFFFFFFFE { // a group marker
+		return
+	}
+	if p += 10; v2 {
+		if p >= len(b) || b[p] != 0x80 { // metadata other than {}
+			return
+		}
+		p++
+	}
+	switch {
+	case p < len(b) && b[p]&0xf0 == 0x80: // fixmap
+		return sec, nsec, uint32(b[p] & 0x0f), p + 1, true
+	case p+3 <= len(b) && b[p] == 0xde: // map16
+		return sec, nsec, uint32(binary.BigEndian.Uint16(b[p+1:])), p + 3, true
+	}
+	return
+}
+
+// pairHeader returns the offset after the header of a two-element array at
+// b[p], a fixarray (0x92) or an array32 (0xdd 0 0 0 2), or p for any other
+// object.
+func pairHeader(b []byte, p int) int {
+	if p < len(b) && b[p] == 0x92 {
+		return p + 1
+	}
+	if p+5 <= len(b) && b[p] == 0xdd && binary.BigEndian.Uint32(b[p+1:]) == 2 {
+		return p + 5
+	}
+	return p
 }
 
 // readTime reads an event timestamp. ok is false for a well-formed object
@@ -454,65 +514,238 @@ func readExt(b []byte) (typ int8, data, o []byte, err error) {
 }
 
 // readBody reads the n key/value pairs of the body map at the start of b into
-// f. This loop handles the top level, where the path is the key itself. It is
-// the hot path: fixstr keys are sliced, each scalar's key looked up once,
-// and the common unwanted scalars (fixint, fixstr, str8) skipped inline,
-// without a call, which the profile asked for; everything else goes
-// through msgp's readers.
+// f. This loop handles the top level, where the path is the key itself.
+// scanPairs reads the common pairs, and readPair each pair scanPairs
+// stops at.
 func (r *Reader) readBody(b []byte, n uint32, f []Value) ([]byte, error) {
 	if len(f) == 0 || r.m == nil {
 		return skipN(b, 2*uint64(n))
 	}
-	ks := r.ks
-	for ; n > 0; n-- {
-		var key []byte
-		if k := fixstrLen(b) + 1; k > 0 && k < len(b) {
-			key, b = b[1:k:k], b[k:] // fixstr: most keys
-		} else {
-			var skipped bool
-			var err error
-			if key, b, skipped, err = readKey(b); err != nil {
-				return b, err
-			}
-			if skipped {
-				continue // not a string key: the pair was skipped
-			}
+	if r.ks == nil {
+		return r.readBodyMatcher(b, n, f)
+	}
+	// Positions count in the whole chunk (b is its tail): scanPairs reads
+	// the 8 bytes that end with a key, which may start before the body.
+	c := r.chunk
+	p := len(c) - len(b)
+	for {
+		if !r.noScan {
+			p, n = r.scanPairs(c, p, n, f)
 		}
-		if ks != nil && len(b) > 0 && !isMap(b[0]) {
-			// A scalar: one KeySet lookup (most unwanted keys stop at an
-			// empty bucket), then the value read or skipped inline.
-			slot, rank := ks.Match(key)
-			var err error
-			if uint(slot) < uint(len(f)) {
-				if b, err = r.readValue(b, &f[slot], slot, rank); err != nil {
-					return b, err
+		if n == 0 {
+			return c[p:], nil
+		}
+		var err error
+		if p, err = r.readPair(c, p, f); err != nil {
+			return c[p:], err
+		}
+		n--
+	}
+}
+
+// scanPairs reads the pairs at b[p:], at most n, as long as each has a
+// fixstr or str8 key, a value wholly in b, and is one of
+//   - an unwanted key (most stop at one load of an empty bucket) with a
+//     scalar value, a str8/str16, or a fixarray of such;
+//   - a wanted key with a value of a common type (fixint, fixstr, str8,
+//     str16, nil, bool, a sized integer, a float), decoded in place.
+//
+// It returns the position of the first pair it did not read and the pairs
+// left, that one included, for readPair: a nested map, a rarer type, a long
+// key in a wanted bucket, a fault. It is the hot path of the reader and
+// makes no call, so Go keeps its state in registers. What it decodes is
+// what readPair decodes with msgp's readers (TestScanMatchesMsgp).
+func (r *Reader) scanPairs(b []byte, p int, n uint32, f []Value) (int, uint32) {
+	ks := r.ks
+pairs:
+	for ; n > 0; n-- {
+		if p >= len(b) {
+			break
+		}
+		// The key is b[k0:k1], its value starts at b[k1].
+		var k0, k1 int
+		if c := b[p]; c&0xe0 == 0xa0 { // fixstr: most keys
+			k0 = p + 1
+			k1 = k0 + int(c&0x1f)
+		} else if c == 0xd9 && p+1 < len(b) { // str8
+			k0 = p + 2
+			k1 = k0 + int(b[p+1])
+		} else {
+			break
+		}
+		if k1 >= len(b) || k1 < 8 {
+			break
+		}
+		kn := k1 - k0
+		w := binary.LittleEndian.Uint64(b[k1-8 : k1 : k1])
+		if kn < 8 {
+			w &= highMask[kn&7]
+		}
+		if i := ks.table[((w^uint64(kn))*ks.mult)>>(64-tableBits)]; i != 0 {
+			e := &ks.entries[i-1]
+			if e.n == kn && e.last == w && (kn <= 8 || binary.LittleEndian.Uint64(b[k0:k0+8:k0+8]) == e.first) {
+				if kn > 16 {
+					break // the middle bytes: readPair
 				}
-				continue
-			}
-			lead := b[0]
-			switch {
-			case lead < 0x80 || lead >= 0xe0: // fixint
-				b = b[1:]
-				continue
-			case lead&0xe0 == 0xa0: // fixstr
-				if k := 1 + int(lead&0x1f); k <= len(b) {
-					b = b[k:]
+				if q, ok := r.scanValue(b, k1, int(e.slot), e.rank, f); ok {
+					p = q
 					continue
 				}
-			case lead == 0xd9: // str8
-				if len(b) >= 2 {
-					if k := 2 + int(b[1]); k <= len(b) {
-						b = b[k:]
-						continue
-					}
-				}
+				break
+			} else if e.nextKey != 0 {
+				break // a shared bucket: readPair walks it
 			}
-			if b, err = skipValue(b); err != nil {
+		}
+		// Not wanted: step over the value.
+		lead := b[k1]
+		q := k1 + int(scalarSize[lead])
+		if q == k1 {
+			switch {
+			case lead == 0xd9 && k1+1 < len(b): // str8
+				q = k1 + 2 + int(b[k1+1])
+			case lead == 0xda && k1+2 < len(b): // str16
+				q = k1 + 3 + int(binary.BigEndian.Uint16(b[k1+1:]))
+			case lead&0xf0 == 0x90: // fixarray of scalars and str8
+				q = k1 + 1
+				for m := lead & 0x0f; m > 0; m-- {
+					if q >= len(b) {
+						break pairs
+					}
+					el := b[q]
+					sz := int(scalarSize[el])
+					if sz == 0 {
+						if el != 0xd9 || q+1 >= len(b) {
+							break pairs
+						}
+						sz = 2 + int(b[q+1])
+					}
+					q += sz
+				}
+			default:
+				break pairs
+			}
+		}
+		if q > len(b) {
+			break
+		}
+		p = q
+	}
+	return p, n
+}
+
+// scanValue decodes the value at b[k1] (k1 < len(b)) of a wanted key into
+// f[slot], or steps over it when f[slot] holds a better alias's, if it is
+// of a common type (see scanPairs) and wholly in b. It returns the
+// position after it and true, or false, for readPair.
+func (r *Reader) scanValue(b []byte, k1, slot int, rank int32, f []Value) (int, bool) {
+	lead := b[k1]
+	if lead == 0xc0 {
+		rank = nilRank
+	}
+	q := k1 + int(scalarSize[lead])
+	if uint(slot) >= uint(len(f)) || uint(slot) >= uint(len(r.rank)) || f[slot].Kind != KindNone && rank >= r.rank[slot] {
+		return q, q > k1 && q <= len(b) // not wanted: common scalars only
+	}
+	if q > len(b) {
+		return 0, false
+	}
+	v := &f[slot]
+	switch {
+	case lead < 0x80: // positive fixint
+		*v = Value{Kind: KindUint, Uint: uint64(lead)}
+	case lead >= 0xe0: // negative fixint
+		*v = Value{Kind: KindInt, Int: int64(int8(lead))}
+	case lead&0xe0 == 0xa0: // fixstr
+		*v = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
+	case lead == 0xd9 || lead == 0xda: // str8, str16
+		var h int
+		if lead == 0xd9 {
+			if h = k1 + 2; h > len(b) {
+				return 0, false
+			}
+			q = h + int(b[k1+1])
+		} else {
+			if h = k1 + 3; h > len(b) {
+				return 0, false
+			}
+			q = h + int(binary.BigEndian.Uint16(b[k1+1:]))
+		}
+		if q > len(b) {
+			return 0, false
+		}
+		*v = Value{Kind: KindStr, Str: b[h:q:q]}
+	case lead == 0xcb: // float64
+		*v = Value{Kind: KindFloat, Float: math.Float64frombits(binary.BigEndian.Uint64(b[k1+1:]))}
+	case lead == 0xca: // float32
+		*v = Value{Kind: KindFloat, Float: float64(math.Float32frombits(binary.BigEndian.Uint32(b[k1+1:])))}
+	case lead >= 0xd0 && lead <= 0xd3: // int8..int64
+		var x int64
+		switch lead {
+		case 0xd0:
+			x = int64(int8(b[k1+1]))
+		case 0xd1:
+			x = int64(int16(binary.BigEndian.Uint16(b[k1+1:])))
+		case 0xd2:
+			x = int64(int32(binary.BigEndian.Uint32(b[k1+1:])))
+		default:
+			x = int64(binary.BigEndian.Uint64(b[k1+1:]))
+		}
+		if x >= 0 {
+			*v = Value{Kind: KindUint, Uint: uint64(x)}
+		} else {
+			*v = Value{Kind: KindInt, Int: x}
+		}
+	case lead >= 0xcc && lead <= 0xcf: // uint8..uint64
+		var x uint64
+		switch lead {
+		case 0xcc:
+			x = uint64(b[k1+1])
+		case 0xcd:
+			x = uint64(binary.BigEndian.Uint16(b[k1+1:]))
+		case 0xce:
+			x = uint64(binary.BigEndian.Uint32(b[k1+1:]))
+		default:
+			x = binary.BigEndian.Uint64(b[k1+1:])
+		}
+		*v = Value{Kind: KindUint, Uint: x}
+	case lead == 0xc0:
+		*v = Value{Kind: KindNil}
+	case lead == 0xc2 || lead == 0xc3:
+		*v = Value{Kind: KindBool, Bool: lead == 0xc3}
+	default:
+		return 0, false
+	}
+	r.rank[slot] = rank
+	return q, true
+}
+
+// readPair reads the pair at b[p] of the body map, a top-level key and its
+// value, into f or past it, with msgp's readers, and returns the position
+// after the pair, or the position of the object that failed.
+func (r *Reader) readPair(b []byte, p int, f []Value) (int, error) {
+	key, o, skipped, err := readKey(b[p:])
+	if err != nil || skipped { // skipped: not a string key, the pair was skipped
+		return len(b) - len(o), err
+	}
+	if len(o) > 0 && isMap(o[0]) {
+		o, err = r.readTopMap(key, o, f)
+	} else {
+		o, err = r.readField(key, o, f)
+	}
+	return len(b) - len(o), err
+}
+
+// readBodyMatcher is readBody for a Matcher other than a KeySet.
+func (r *Reader) readBodyMatcher(b []byte, n uint32, f []Value) ([]byte, error) {
+	for ; n > 0; n-- {
+		key, o, skipped, err := readKey(b)
+		if err != nil || skipped {
+			if b = o; err != nil {
 				return b, err
 			}
 			continue
 		}
-		var err error
+		b = o
 		if len(b) > 0 && isMap(b[0]) {
 			b, err = r.readTopMap(key, b, f)
 		} else {
@@ -674,37 +907,6 @@ func (r *Reader) readValue(b []byte, v *Value, slot, rank int) ([]byte, error) {
 	if v.Kind != KindNone && int32(rank) >= r.rank[slot] {
 		return skipValue(b) // first of equal rank wins
 	}
-	// The common encodings of wanted values first, without a call; the
-	// rest through msgp's readers.
-	switch {
-	case lead&0xe0 == 0xa0: // fixstr
-		if n := 1 + int(lead&0x1f); n <= len(b) {
-			*v = Value{Kind: KindStr, Str: b[1:n:n]}
-			r.rank[slot] = int32(rank)
-			return b[n:], nil
-		}
-		return b, msgp.ErrShortBytes
-	case lead == 0xd9: // str8
-		if len(b) >= 2 {
-			if n := 2 + int(b[1]); n <= len(b) {
-				*v = Value{Kind: KindStr, Str: b[2:n:n]}
-				r.rank[slot] = int32(rank)
-				return b[n:], nil
-			}
-		}
-		return b, msgp.ErrShortBytes
-	case lead < 0x80: // positive fixint
-		*v = Value{Kind: KindUint, Uint: uint64(lead)}
-		r.rank[slot] = int32(rank)
-		return b[1:], nil
-	case lead == 0xcb: // float64
-		if len(b) >= 9 {
-			*v = Value{Kind: KindFloat, Float: math.Float64frombits(binary.BigEndian.Uint64(b[1:9]))}
-			r.rank[slot] = int32(rank)
-			return b[9:], nil
-		}
-		return b, msgp.ErrShortBytes
-	}
 	t := msgp.NextType(b)
 	var o []byte
 	var err error
@@ -802,14 +1004,30 @@ func isMap(lead byte) bool { return lead&0xf0 == 0x80 || lead == 0xde || lead ==
 // isArray reports whether lead is the first byte of an array.
 func isArray(lead byte) bool { return lead&0xf0 == 0x90 || lead == 0xdc || lead == 0xdd }
 
-// fixedSize is the encoded size of the fixed-width types by first byte: nil,
-// bool, floats and sized integers; 0 for others.
-var fixedSize = [256]uint8{
-	0xc0: 1, 0xc2: 1, 0xc3: 1,
-	0xca: 5, 0xcb: 9,
-	0xcc: 2, 0xcd: 3, 0xce: 5, 0xcf: 9,
-	0xd0: 2, 0xd1: 3, 0xd2: 5, 0xd3: 9,
-}
+// scalarSize is the encoded size of a msgpack object by its first byte for
+// the types whose size that byte tells: fixint, fixstr, nil, bool, floats
+// and sized integers; 0 for every other type (containers, str8/16/32,
+// bin, ext, and the invalid 0xc1). TestScalarSizeMatchesMsgp holds it to
+// msgp.Skip.
+var scalarSize = func() (t [256]uint8) {
+	for i := range t {
+		switch {
+		case i < 0x80 || i >= 0xe0: // positive and negative fixint
+			t[i] = 1
+		case i&0xe0 == 0xa0: // fixstr
+			t[i] = 1 + uint8(i&0x1f)
+		}
+	}
+	for lead, n := range map[byte]uint8{
+		0xc0: 1, 0xc2: 1, 0xc3: 1, // nil, false, true
+		0xca: 5, 0xcb: 9, // float32, float64
+		0xcc: 2, 0xcd: 3, 0xce: 5, 0xcf: 9, // uint8..64
+		0xd0: 2, 0xd1: 3, 0xd2: 5, 0xd3: 9, // int8..64
+	} {
+		t[lead] = n
+	}
+	return t
+}()
 
 // skipValue skips one msgpack object at the start of b: containers with
 // skipN, the common scalars (fixint, str up to 64 KiB, fixed-width numbers,
@@ -844,7 +1062,7 @@ func skipValue(b []byte) ([]byte, error) {
 		}
 		return b, msgp.ErrShortBytes
 	}
-	if n := fixedSize[lead]; n > 0 {
+	if n := scalarSize[lead]; n > 0 {
 		if int(n) <= len(b) {
 			return b[n:], nil
 		}

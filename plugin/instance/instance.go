@@ -139,7 +139,11 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		st.fe.Reset()
 		skip := false
 		for slot := range st.ev.Fields {
-			if err := setField(&st.fe, slot, &st.ev.Fields[slot]); err != nil {
+			v := &st.ev.Fields[slot]
+			if v.Kind == chunk.KindNone || v.Kind == chunk.KindNil { // nothing to set
+				continue
+			}
+			if err := setField(&st.fe, slot, v); err != nil {
 				in.badFields.Add(1)
 				// A mistyped time falls back to Fluent Bit's timestamp and a
 				// mistyped size is ignored; a mistyped flow field skips the record.
