@@ -79,8 +79,8 @@ type Beacon struct {
 	Prevalence    int     `json:"prevalence"`     // distinct sources seen reaching the destination
 	// Matrix holds the 1440 per-minute request counts, index = hour*60+minute
 	// of the minute's UTC wall-clock time, over the 24 h ending at WindowEnd.
-	// Its JSON is one compact string (see Matrix).
-	Matrix       Matrix    `json:"matrix"`
+	// Its JSON is one compact string (see Matrix); nil is no field.
+	Matrix       Matrix    `json:"matrix,omitempty"`
 	WindowEnd    time.Time `json:"window_end"`
 	ModelVersion string    `json:"model_version"`
 	// Reasons lists the features that pushed the score up most, strongest first.

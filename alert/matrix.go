@@ -26,27 +26,20 @@ import (
 // first hour. AppendMatrix writes a run as "c*k" only where that is shorter
 // than k plain tokens, so each matrix has one encoding.
 //
-// A nil Matrix is JSON null. UnmarshalJSON also reads the JSON array of
-// numbers that alerts held before this form (spool lines written by an
-// older plugin).
+// UnmarshalJSON also reads the JSON array of numbers that alerts held
+// before this form (spool lines written by an older plugin), and null.
 type Matrix []uint16
 
-// MarshalJSON implements json.Marshaler. It fails unless the matrix has
-// MatrixLen cells (or is nil).
-func (m Matrix) MarshalJSON() ([]byte, error) {
-	if m == nil {
-		return []byte("null"), nil
-	}
-	b := make([]byte, 0, 2+encodedLenHint)
-	b = append(b, '"')
-	b, err := AppendMatrix(b, m)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '"'), nil
+// MarshalText implements encoding.TextMarshaler: encoding/json writes the
+// run-length form as a JSON string (cheaper than a MarshalJSON, whose
+// output encoding/json would scan and compact again). It fails unless the
+// matrix has MatrixLen cells. Alert's field is omitempty, so an alert
+// without a matrix has no beacon.matrix.
+func (m Matrix) MarshalText() ([]byte, error) {
+	return AppendMatrix(make([]byte, 0, encodedLenHint), m)
 }
 
-// encodedLenHint is the buffer MarshalJSON starts with: enough for a
+// encodedLenHint is the buffer MarshalText starts with: enough for a
 // beacon every few minutes without growing.
 const encodedLenHint = 1536
 
@@ -123,8 +116,13 @@ func AppendMatrix(dst []byte, m []uint16) ([]byte, error) {
 }
 
 func appendCount(dst []byte, c uint16) []byte {
-	if c == 0 {
+	switch {
+	case c == 0:
 		return dst
+	case c < 10:
+		return append(dst, '0'+byte(c))
+	case c < 100:
+		return append(dst, '0'+byte(c/10), '0'+byte(c%10))
 	}
 	return strconv.AppendUint(dst, uint64(c), 10)
 }
@@ -149,47 +147,74 @@ func countDigits(c uint16) int {
 // ParseMatrix decodes the run-length form s (see Matrix) into dst, which
 // must have MatrixLen cells. It accepts only the grammar of Matrix and
 // fails unless the tokens fill exactly MatrixLen minutes; it allocates
-// nothing.
+// nothing unless it fails.
 func ParseMatrix(dst []uint16, s []byte) error {
 	if len(dst) != MatrixLen {
 		return fmt.Errorf("beacon.matrix: decoding into %d cells, want %d", len(dst), MatrixLen)
 	}
-	minute := 0
+	return parseMatrix(dst, s)
+}
+
+// CheckMatrix reports whether s is a valid run-length form, as ParseMatrix
+// would, without decoding it.
+func CheckMatrix(s []byte) error { return parseMatrix(nil, s) }
+
+// parseMatrix is ParseMatrix, filling dst unless it is nil.
+func parseMatrix(dst []uint16, s []byte) error {
+	const (
+		badCount  = "count is not empty or 1..65535 without leading zeros"
+		badRepeat = "repeat is not 2..1440 without leading zeros"
+	)
+	minute, i := 0, 0
 	for tok := 0; ; tok++ {
-		end := bytes.IndexByte(s, ',')
-		last := end < 0
-		if last {
-			end = len(s)
-		}
-		t := s[:end]
-		countPart, repeatPart := t, []byte(nil)
-		star := bytes.IndexByte(t, '*')
-		if star >= 0 {
-			countPart, repeatPart = t[:star], t[star+1:]
-		}
-		c, ok := parseDecimal(countPart, 65535)
-		if !ok {
-			return matrixError(tok, t, minute, "count is not empty or 1..65535 without leading zeros")
-		}
-		k := 1
-		if star >= 0 {
-			r, ok := parseDecimal(repeatPart, MatrixLen)
-			if !ok || r < 2 {
-				return matrixError(tok, t, minute, "repeat is not 2..1440 without leading zeros")
+		start := i
+		c := 0
+		for i < len(s) && s[i]-'0' <= 9 {
+			c = c*10 + int(s[i]-'0')
+			i++
+			if c > 65535 {
+				return matrixError(tok, s[start:], minute, badCount)
 			}
-			k = r
 		}
-		if minute+k > MatrixLen {
-			return matrixError(tok, t, minute, "runs past minute 1439")
+		if i > start && s[start] == '0' {
+			return matrixError(tok, s[start:], minute, badCount)
 		}
-		for i := minute; i < minute+k; i++ {
-			dst[i] = uint16(c)
+		n := 1
+		if i < len(s) && s[i] == '*' {
+			i++
+			rs, k := i, 0
+			for i < len(s) && s[i]-'0' <= 9 {
+				k = k*10 + int(s[i]-'0')
+				i++
+				if k > MatrixLen {
+					return matrixError(tok, s[start:], minute, badRepeat)
+				}
+			}
+			if k < 2 || s[rs] == '0' {
+				return matrixError(tok, s[start:], minute, badRepeat)
+			}
+			n = k
 		}
-		minute += k
-		if last {
+		if i < len(s) && s[i] != ',' {
+			if s[i] == '*' {
+				return matrixError(tok, s[start:], minute, badRepeat)
+			}
+			return matrixError(tok, s[start:], minute, badCount)
+		}
+		if minute+n > MatrixLen {
+			return matrixError(tok, s[start:], minute, "runs past minute 1439")
+		}
+		if dst != nil {
+			v := uint16(c)
+			for j := minute; j < minute+n; j++ {
+				dst[j] = v
+			}
+		}
+		minute += n
+		if i == len(s) {
 			break
 		}
-		s = s[end+1:]
+		i++ // the comma
 	}
 	if minute != MatrixLen {
 		return fmt.Errorf("beacon.matrix: the tokens fill %d minutes, want %d", minute, MatrixLen)
@@ -197,26 +222,12 @@ func ParseMatrix(dst []uint16, s []byte) error {
 	return nil
 }
 
-// parseDecimal reads b as a decimal without sign or leading zeros, at most
-// limit; "" is 0. It reports false for anything else.
-func parseDecimal(b []byte, limit int) (int, bool) {
-	if len(b) == 0 {
-		return 0, true
+// matrixError describes a bad token; rest is the input from the token on.
+func matrixError(tok int, rest []byte, minute int, what string) error {
+	t := rest
+	if i := bytes.IndexByte(t, ','); i >= 0 {
+		t = t[:i]
 	}
-	if len(b) > 5 || b[0] == '0' {
-		return 0, false
-	}
-	n := 0
-	for _, ch := range b {
-		if ch < '0' || ch > '9' {
-			return 0, false
-		}
-		n = n*10 + int(ch-'0')
-	}
-	return n, n <= limit
-}
-
-func matrixError(tok int, t []byte, minute int, what string) error {
 	const max = 24
 	if len(t) > max {
 		t = append(t[:max:max], "..."...)

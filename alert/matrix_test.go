@@ -128,6 +128,9 @@ func TestParseMatrixErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("ParseMatrix(%.40q) = %v, want an error with %q", s, err, want)
 		}
+		if cerr := CheckMatrix([]byte(s)); cerr == nil || cerr.Error() != err.Error() {
+			t.Fatalf("CheckMatrix(%.40q) = %v, ParseMatrix says %v", s, cerr, err)
+		}
 	}
 	f("", "fill 1 minutes")
 	f("*1439", "fill 1439 minutes")
@@ -161,8 +164,8 @@ func TestMatrixJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte("null"), &m); err != nil || m != nil {
 		t.Fatalf("null: %v %v", m, err)
 	}
-	if b, _ := json.Marshal(struct{ M Matrix }{}); string(b) != `{"M":null}` {
-		t.Fatalf("nil matrix = %s", b)
+	if b, _ := json.Marshal(Beacon{}); strings.Contains(string(b), "matrix") {
+		t.Fatalf("a beacon without matrix has one: %s", b)
 	}
 	// A JSON string with escapes is unquoted first.
 	if err := json.Unmarshal([]byte(`"\u002a1440"`), &m); err != nil || len(m) != MatrixLen || m[0] != 0 {
@@ -192,7 +195,11 @@ func FuzzParseMatrix(f *testing.F) {
 	f.Add([]byte("1,1,1*1438"))
 	f.Fuzz(func(t *testing.T, s []byte) {
 		m := make([]uint16, MatrixLen)
-		if err := ParseMatrix(m, s); err != nil {
+		err := ParseMatrix(m, s)
+		if cerr := CheckMatrix(s); (cerr == nil) != (err == nil) {
+			t.Fatalf("CheckMatrix(%q) = %v, ParseMatrix says %v", s, cerr, err)
+		}
+		if err != nil {
 			return
 		}
 		enc, err := AppendMatrix(nil, m)
@@ -216,4 +223,49 @@ func TestParseMatrixAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = ParseMatrix(dst, s) }); n != 0 {
 		t.Fatalf("%v allocations per parse", n)
 	}
+}
+
+// BenchmarkMatrix encodes and decodes the matrix of a beacon every 5
+// minutes with small counts (288 active minutes).
+func BenchmarkMatrix(b *testing.B) {
+	m := make(Matrix, MatrixLen)
+	for i := 0; i < MatrixLen; i += 5 {
+		m[i] = uint16(1 + i%3)
+	}
+	s, _ := AppendMatrix(nil, m)
+	b.Run("append", func(b *testing.B) {
+		b.SetBytes(int64(len(s)))
+		b.ReportAllocs()
+		buf := make([]byte, 0, 4096)
+		for b.Loop() {
+			buf, _ = AppendMatrix(buf[:0], m)
+		}
+	})
+	b.Run("check", func(b *testing.B) {
+		b.SetBytes(int64(len(s)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := CheckMatrix(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parse", func(b *testing.B) {
+		b.SetBytes(int64(len(s)))
+		b.ReportAllocs()
+		dst := make([]uint16, MatrixLen)
+		for b.Loop() {
+			if err := ParseMatrix(dst, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -65,12 +65,18 @@ func runChromium(t *testing.T, bin, url string, extra ...string) []byte {
 }
 
 // browserAlert is alert i with a matrix whose every cell is known: zero in
-// most minutes, a count in others, a few large counts.
+// most minutes, a count in others, a few large counts (65535 once), and a
+// run of one count over the last half hour, so that its string form has
+// plain tokens, runs of zeros ("*6") and a run of a count ("9*30").
 func browserAlert(i int) alert.Alert {
 	a := testAlert(i)
 	m := make([]uint16, alert.MatrixLen)
 	for k := range m {
 		switch {
+		case k >= 23*60+30:
+			m[k] = 9
+		case k == 100:
+			m[k] = 65535
 		case (k+i)%7 == 0:
 			m[k] = uint16(1 + (k/60)%5)
 		case k%97 == 3:
@@ -78,6 +84,9 @@ func browserAlert(i int) alert.Alert {
 		}
 	}
 	a.Beacon.Matrix = m
+	if s, _ := alert.AppendMatrix(nil, m); !strings.Contains(string(s), "*6,") || !strings.HasSuffix(string(s), ",9*30") {
+		panic("browserAlert: the matrix no longer has every kind of token: " + string(s))
+	}
 	a.Timestamp = a.Timestamp.Add(time.Duration(i) * time.Minute)
 	return a
 }

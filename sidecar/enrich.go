@@ -463,8 +463,10 @@ func LoadSightings(path string) (*Sightings, error) {
 // inventory, threat.* from the IOC lists and beacongrid.* from Sightings,
 // each only when the line does not have that key already. The plugin's own
 // fields, the rules' rule.severity and tags among them, are carried
-// unchanged: the line is extended, never re-encoded. Safe for concurrent
-// use; a nil *Enricher only checks.
+// unchanged: the line is extended, not re-encoded, except that a legacy
+// beacon.matrix array is rewritten in the string form of alert.Matrix.
+// Safe for concurrent use; a nil *Enricher only checks (event.id and
+// beacon.matrix) and converts.
 type Enricher struct {
 	inv       atomic.Pointer[Inventory]
 	iocs      atomic.Pointer[IOCSet]
@@ -531,6 +533,18 @@ func (e *Enricher) Enrich(line []byte) (id string, doc []byte, what Enrichment, 
 	case len(id) > maxIDLen:
 		return "", nil, what, fmt.Errorf("event.id is longer than %d bytes", maxIDLen)
 	}
+	if b := v.Get("beacon"); b != nil && b.Get("matrix") != nil {
+		legacy, err := checkMatrix(b)
+		if err != nil {
+			return "", nil, what, err
+		}
+		if legacy {
+			// Rewritten in the string form; the rest of the line is
+			// re-encoded as fastjson holds it (same keys, order, numbers).
+			line = v.MarshalTo(nil)
+			trimmed = line
+		}
+	}
 	if e == nil {
 		return id, line, what, nil
 	}
@@ -585,6 +599,33 @@ func (e *Enricher) Enrich(line []byte) (id string, doc []byte, what Enrichment, 
 	doc = append(doc, extra...)
 	doc = append(doc, '}')
 	return id, doc, what, nil
+}
+
+// checkMatrix checks the matrix of beacon: the string form of
+// alert.Matrix, or null. A legacy array of numbers (a spool line from a
+// plugin that wrote the matrix so) is replaced in beacon by the string
+// form, and legacy is true; any other value is an error.
+func checkMatrix(beacon *fastjson.Value) (legacy bool, err error) {
+	mv := beacon.Get("matrix")
+	switch mv.Type() {
+	case fastjson.TypeNull:
+		return false, nil
+	case fastjson.TypeString:
+		return false, alert.CheckMatrix(mv.GetStringBytes())
+	case fastjson.TypeArray:
+		var m alert.Matrix
+		if err := m.UnmarshalJSON(mv.MarshalTo(nil)); err != nil {
+			return false, err
+		}
+		s, err := alert.AppendMatrix(nil, m)
+		if err != nil {
+			return false, err
+		}
+		var a fastjson.Arena
+		beacon.Set("matrix", a.NewStringBytes(s))
+		return true, nil
+	}
+	return false, fmt.Errorf("beacon.matrix is a JSON %s, want a string", mv.Type())
 }
 
 // fileStamp identifies a file's version for change detection.

@@ -202,8 +202,11 @@ func TestKibanaSavedObjects(t *testing.T) {
 }
 
 // checkVegaSpec parses the heatmap's Vega spec and checks that it queries
-// the data view's indices for beacon.matrix, flattens that array with its
-// index into hour and minute, and draws one rect per cell from those fields.
+// the data view's indices for beacon.matrix, splits that run-length string
+// into tokens and flattens them (tokens, then each token's minutes) into
+// hour and minute, and draws one rect per cell from those fields. That the
+// decoding is right is TestBrowserKibanaVegaSpec's part: it renders the
+// spec and compares the cells with the matrix.
 func checkVegaSpec(t *testing.T, id, spec string, root mapping, byID map[string]savedObject) {
 	t.Helper()
 	var s struct {
@@ -258,26 +261,40 @@ func checkVegaSpec(t *testing.T, id, spec string, root mapping, byID map[string]
 				t.Errorf("vega %s: the query does not fetch beacon.matrix", id)
 			}
 		}
+		split, flattens := false, 0
 		for _, tr := range d.Transform {
 			switch tr.Type {
 			case "flatten":
-				if len(tr.Fields) != 1 || tr.Fields[0] != "_source.beacon.matrix" || tr.Index == "" {
-					t.Errorf("vega %s: flatten %+v, want _source.beacon.matrix with an index", id, tr)
+				if len(tr.Fields) != 1 || !produced[tr.Fields[0]] {
+					t.Errorf("vega %s: flatten %+v of a field no earlier transform produces", id, tr)
 				}
-				cells = true
-				produced[tr.Index] = true
-				if as, ok := tr.As.([]any); ok && len(as) == 1 {
-					produced[as[0].(string)] = true
+				flattens++
+				if tr.Index != "" {
+					produced[tr.Index] = true
 				}
 			case "formula":
-				if as, ok := tr.As.(string); ok {
-					produced[as] = true
+				if strings.Contains(tr.Expr, "beacon.matrix") {
+					// The run-length string (alert.Matrix) is cut into tokens.
+					if tr.Expr != "split(datum._source.beacon.matrix, ',')" {
+						t.Errorf("vega %s: formula %q reads beacon.matrix other than by split on ','", id, tr.Expr)
+					}
+					split = true
+				}
+			}
+			switch as := tr.As.(type) {
+			case string:
+				produced[as] = true
+			case []any:
+				for _, a := range as {
+					produced[a.(string)] = true
 				}
 			}
 		}
+		// Tokens, then the minutes of each token: two flattens.
+		cells = cells || (split && flattens == 2)
 	}
 	if !query || !cells || len(s.Marks) != 1 || s.Marks[0].Type != "rect" {
-		t.Fatalf("vega %s: query %v, flatten %v, marks %d", id, query, cells, len(s.Marks))
+		t.Fatalf("vega %s: query %v, decodes beacon.matrix %v, marks %d", id, query, cells, len(s.Marks))
 	}
 	for _, ch := range []string{"x", "y", "fill"} {
 		var buf bytes.Buffer

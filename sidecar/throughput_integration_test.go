@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -99,11 +100,16 @@ func TestIntegrationThroughput(t *testing.T) {
 	}
 }
 
-// esPID reads the pid es.sh wrote.
+// esPID reads the pid es.sh wrote: in $ES_RUN when set (a node of its
+// own, as es.sh reads it), else in .cache/es/run.
 func esPID(t *testing.T) int {
-	b, err := os.ReadFile("../.cache/es/run/es.pid")
+	run := os.Getenv("ES_RUN")
+	if run == "" {
+		run = "../.cache/es/run"
+	}
+	b, err := os.ReadFile(filepath.Join(run, "es.pid"))
 	if err != nil {
-		t.Fatalf("Elasticsearch pid (es.sh start writes .cache/es/run/es.pid): %v", err)
+		t.Fatalf("Elasticsearch pid (es.sh start writes $ES_RUN/es.pid): %v", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {

@@ -48,6 +48,24 @@ function heatmapSpec(matrix) {
   };
 }
 
+// decodeMatrix reads beacon.matrix, the run-length string of alert.Matrix
+// (docs/alert-schema.md): comma-separated tokens from minute 0, each a
+// count ("" is 0) or "count*repeat", filling exactly 1440 minutes. It
+// returns the 1440 counts, or null when s is not such a string.
+function decodeMatrix(s) {
+  if (typeof s !== "string") return null;
+  const out = [];
+  for (const tok of s.split(",")) {
+    const m = /^([1-9][0-9]{0,4})?(?:\*([1-9][0-9]{0,3}))?$/.exec(tok);
+    if (!m) return null;
+    const n = m[1] === undefined ? 0 : Number(m[1]);
+    const k = m[2] === undefined ? 1 : Number(m[2]);
+    if (n > 65535 || (m[2] !== undefined && k < 2) || out.length + k > 1440) return null;
+    for (let r = 0; r < k; r++) out.push(n);
+  }
+  return out.length === 1440 ? out : null;
+}
+
 function pad(n, w) { return String(n).padStart(w, "0"); }
 
 function field(dl, name, value, cls) {
@@ -83,12 +101,13 @@ async function drawAlert(container, a) {
   hm.dataset.id = a.event && a.event.id;
   card.append(h2, dl, hm);
   container.append(card);
-  if (!Array.isArray(b.matrix) || b.matrix.length !== 1440) {
+  const matrix = decodeMatrix(b.matrix);
+  if (!matrix) {
     hm.textContent = "no 24 x 60 matrix in this alert";
     hm.classList.add("error");
     return;
   }
-  const view = new vega.View(vega.parse(heatmapSpec(b.matrix)), { renderer: "svg", container: hm, hover: true });
+  const view = new vega.View(vega.parse(heatmapSpec(matrix)), { renderer: "svg", container: hm, hover: true });
   await view.runAsync();
   // The page coordinates of minute 00:00's cell: the plot's origin, for
   // tests and tools that read the picture.
