@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beacongrid/beacongrid/alert"
 	"github.com/beacongrid/beacongrid/internal/flbtest"
 	"github.com/beacongrid/beacongrid/sim"
 )
@@ -181,13 +182,13 @@ func TestEndToEnd(t *testing.T) {
 		} `json:"destination"`
 		Rule   struct{ Name string } `json:"rule"`
 		Beacon struct {
-			Score         float64  `json:"score"`
-			PeriodS       float64  `json:"period_s"`
-			Jitter        *float64 `json:"jitter"`
-			ActiveMinutes int      `json:"active_minutes"`
-			Prevalence    int      `json:"prevalence"`
-			Matrix        []int    `json:"matrix"`
-			ModelVersion  string   `json:"model_version"`
+			Score         float64      `json:"score"`
+			PeriodS       float64      `json:"period_s"`
+			Jitter        *float64     `json:"jitter"`
+			ActiveMinutes int          `json:"active_minutes"`
+			Prevalence    int          `json:"prevalence"`
+			Matrix        alert.Matrix `json:"matrix"`
+			ModelVersion  string       `json:"model_version"`
 		} `json:"beacon"`
 	}
 	if err := json.Unmarshal(sr.Hits.Hits[0].Source, &a); err != nil {
