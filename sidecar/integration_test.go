@@ -20,10 +20,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/beacongrid/beacongrid/alert"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -136,9 +138,9 @@ func TestIntegrationDeliver(t *testing.T) {
 						Port   int    `json:"port"`
 					} `json:"destination"`
 					Beacon struct {
-						Score     float64  `json:"score"`
-						Matrix    []uint16 `json:"matrix"`
-						WindowEnd string   `json:"window_end"`
+						Score     float64      `json:"score"`
+						Matrix    alert.Matrix `json:"matrix"`
+						WindowEnd string       `json:"window_end"`
 					} `json:"beacon"`
 					Event struct {
 						ID string `json:"id"`
@@ -154,8 +156,8 @@ func TestIntegrationDeliver(t *testing.T) {
 				t.Errorf("alert %d: source.ip %q event.id %q", a, s.Source.IP, s.Event.ID)
 			case s.Beacon.Score != want.Beacon.Score:
 				t.Errorf("alert %d: beacon.score %v, want %v", a, s.Beacon.Score, want.Beacon.Score)
-			case len(s.Beacon.Matrix) != 1440 || s.Beacon.Matrix[7] != 40000 || s.Beacon.Matrix[5] != want.Beacon.Matrix[5]:
-				t.Errorf("alert %d: matrix len %d", a, len(s.Beacon.Matrix))
+			case !slices.Equal(s.Beacon.Matrix, want.Beacon.Matrix) || s.Beacon.Matrix[7] != 40000:
+				t.Errorf("alert %d: matrix differs (%d cells)", a, len(s.Beacon.Matrix))
 			case s.Destination.Domain != want.Destination.Domain || s.Destination.Port != 443:
 				t.Errorf("alert %d: destination %+v", a, s.Destination)
 			case s.Beacon.WindowEnd != want.Beacon.WindowEnd.Format(time.RFC3339):
