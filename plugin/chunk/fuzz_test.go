@@ -58,8 +58,9 @@ func fuzzSeeds() [][]byte {
 }
 
 // FuzzReader checks that no input panics, that every Str points into the
-// chunk, that Err agrees with msgp.Skip about well-formedness, and that a
-// chunk cut at any byte delivers exactly the events wholly before the cut.
+// chunk, that Err agrees with msgp.Skip about well-formedness, that a
+// chunk cut at any byte delivers exactly the events wholly before the cut,
+// and that the scanner delivers what the msgp-only path does.
 func FuzzReader(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
@@ -75,6 +76,8 @@ func FuzzReader(f *testing.F) {
 		// check costs a decode per cut.
 		if len(data) <= 8<<10 {
 			checkCutsStep(t, data, fuzzKeys, fuzzKeys.Slots(), len(data)/256+1)
+			// The scanner's fast paths read what msgp's readers read.
+			sameRead(t, "fuzz", data, fuzzKeys, fuzzKeys.Slots(), len(data)/64+1)
 		}
 	})
 }
