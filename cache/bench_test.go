@@ -103,7 +103,7 @@ func BenchmarkObserve(b *testing.B) {
 			hs := make([]uint64, n)
 			if mode == "map-floor" || mode == "ristretto-get" {
 				for k := range hs {
-					hs[k], _ = s.hash(bigSrcs[k/bigDstN], bigDsts[k%bigDstN])
+					hs[k] = s.hash(bigSrcs[k/bigDstN], bigDsts[k%bigDstN])
 				}
 			}
 			if mode == "map-floor" && floor == nil {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Flow is the state of one flow (source -> destination): its per-minute
@@ -12,19 +13,18 @@ import (
 // use. A caller may keep a *Flow after the store evicted it: its methods
 // keep working, but events no longer reach it.
 //
-// The struct is laid out to fit the 128-byte allocation class; the flow's
+// The struct is laid out to fit the 112-byte allocation class; the flow's
 // key is its source's address and its destination's name, both shared.
 type Flow struct {
-	mu     sync.Mutex
-	state  atomic.Uint32 // statusInFlight, statusRejected or statusAdmitted, | released
-	events uint32        // events counted (wraps; the pending table compares it)
-	src    *source
-	dst    *dest
+	mu    sync.Mutex
+	state atomic.Uint32 // statusInFlight, statusRejected or statusAdmitted, | released
+	gapN  uint32        // the gap welford's count, kept here to pack the struct
+	src   *source
+	dst   *dest
 	counts
 	firstSec, lastSec uint32 // event time (Unix seconds) of the oldest and newest events
 	gap, size         welford
-	gapN, sizeN       uint32 // the welfords' counts, kept here to pack the struct
-	tag               uint32 // the second hash of the key (Store.hash), for the index
+	sizeN             uint32 // the size welford's count
 	marks             Marks
 }
 
@@ -243,15 +243,18 @@ func (f *Flow) SetMarks(m Marks) {
 }
 
 // Memory charged per flow beyond its counts, in bytes: the Flow struct (its
-// 128-byte allocation class), ristretto's bookkeeping for one item (its
+// 112-byte allocation class), ristretto's bookkeeping for one item (its
 // store map slot holding a 48-byte storeItem, its policy cost map slot, at
 // the maps' average load), the store's index slot (indexSlotBytes). Sources and destinations, which flows share, are
 // accounted by the store as a whole (Store.chargeShared).
 // TestHeavyMemoryPerFlow compares the charge with the measured heap.
 const (
-	flowStructBytes = 128
+	flowStructBytes = 112
 	ristrettoBytes  = 128
 )
+
+// Flow must fit its allocation class.
+var _ [flowStructBytes - unsafe.Sizeof(Flow{})]byte
 
 // bytes is the memory the flow is charged: what ristretto is told it costs.
 // Call with f.mu held, or before f is shared.

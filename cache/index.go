@@ -60,8 +60,8 @@ func newIndexTab(size int) *indexTab {
 
 func (x *index) shard(h uint64) *indexShard { return &x.shards[h>>56] }
 
-// get returns the flow under h whose tag is tag, or nil. h is not 0.
-func (x *index) get(h uint64, tag uint32) *Flow {
+// get returns the flow under h, or nil. h is not 0.
+func (x *index) get(h uint64) *Flow {
 	t := x.shard(h).tab.Load()
 	if t == nil {
 		return nil
@@ -70,10 +70,7 @@ func (x *index) get(h uint64, tag uint32) *Flow {
 		s := &t.slots[i]
 		switch s.h.Load() {
 		case h:
-			if f := s.f.Load(); f != nil && f.tag == tag {
-				return f
-			}
-			return nil
+			return s.f.Load()
 		case 0:
 			return nil
 		}

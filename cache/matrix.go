@@ -1,6 +1,10 @@
 package cache
 
-import "math"
+import (
+	"math"
+	"slices"
+	"unsafe"
+)
 
 // Minutes is the length of the sliding window in minutes (24 h).
 const Minutes = 24 * 60
@@ -31,11 +35,15 @@ type cell struct {
 }
 
 // counts holds one flow's per-minute event counts over the sliding window
-// that ends at the flow's newest minute (last), in 32 bytes plus its cells.
-// Most flows touch few minutes and keep a short slice of 4-byte cells
+// that ends at the flow's newest minute (last), in 24 bytes plus its cells.
+// Most flows touch few minutes and keep a short array of 4-byte cells
 // sorted by minute; a flow active in more than denseAfter minutes switches
 // to a dense ring of Minutes uint16 counts indexed by abs mod Minutes (2880
-// bytes, the size a 30 s beacon needs anyway), kept in the same slice.
+// bytes, the size a 30 s beacon needs anyway), kept in the same array.
+// The array is held as a pointer and two 16-bit lengths rather than a
+// slice (24 bytes), which keeps Flow in the 112-byte allocation class.
+// Sparse cells grow by about an eighth at a time to the next allocation
+// size class, not by doubling: a flow's cells waste little room.
 //
 // Sparse cells store their minute as an offset from base, which is at most
 // Minutes-1 minutes before the oldest minute the window can hold; when a
@@ -44,27 +52,46 @@ type cell struct {
 //
 // counts is not safe for concurrent use; Flow guards it with its mutex.
 type counts struct {
-	base  int32 // minute of offset 0 (sparse form), or denseBase
-	last  int32 // newest minute seen; valid minutes are (last-Minutes, last]
-	cells []cell
+	p    *cell  // the cells' array; nil before the first event
+	base int32  // minute of offset 0 (sparse form), or denseBase
+	last int32  // newest minute seen; valid minutes are (last-Minutes, last]
+	n, c uint16 // cells in use and the array's length
+	// events is the flow's number of events (wraps; the pending table
+	// compares it), kept by Flow: here it fills the struct's last word.
+	events uint32
 }
 
-func (c *counts) empty() bool   { return c.cells == nil }
+// cells returns the cells in use, with the array's length as capacity.
+func (c *counts) cells() []cell {
+	if c.p == nil {
+		return nil
+	}
+	return unsafe.Slice(c.p, int(c.c))[:c.n]
+}
+
+// setCells makes s (non-nil) the cells.
+func (c *counts) setCells(s []cell) {
+	c.p, c.n, c.c = unsafe.SliceData(s), uint16(len(s)), uint16(cap(s))
+}
+
+func (c *counts) empty() bool   { return c.p == nil }
 func (c *counts) isDense() bool { return c.base == denseBase }
 
 // at and set read and write the dense ring at index i (abs mod Minutes).
 func (c *counts) at(i int) uint16 {
+	x := unsafe.Slice(c.p, denseCells)[i>>1]
 	if i&1 == 0 {
-		return c.cells[i>>1].off
+		return x.off
 	}
-	return c.cells[i>>1].n
+	return x.n
 }
 
 func (c *counts) set(i int, v uint16) {
+	x := &unsafe.Slice(c.p, denseCells)[i>>1]
 	if i&1 == 0 {
-		c.cells[i>>1].off = v
+		x.off = v
 	} else {
-		c.cells[i>>1].n = v
+		x.n = v
 	}
 }
 
@@ -87,25 +114,28 @@ func (c *counts) add(abs int32, n uint16) bool {
 	}
 	off := uint16(abs - c.base)
 	// Sparse: most events land in the newest minute, so search from the end.
-	j := len(c.cells)
-	for j > 0 && c.cells[j-1].off > off {
+	cells := c.cells()
+	j := len(cells)
+	for j > 0 && cells[j-1].off > off {
 		j--
 	}
-	if j > 0 && c.cells[j-1].off == off {
-		c.cells[j-1].n = satAdd(c.cells[j-1].n, n)
+	if j > 0 && cells[j-1].off == off {
+		cells[j-1].n = satAdd(cells[j-1].n, n)
 		return true
 	}
-	if len(c.cells) >= denseAfter {
+	if len(cells) >= denseAfter {
 		c.toDense()
 		return c.add(abs, n)
 	}
-	if j == len(c.cells) {
-		c.cells = append(c.cells, cell{off: off, n: n})
-		return true
+	if len(cells) == cap(cells) {
+		// Grow to the allocation size class that holds an eighth more.
+		g := slices.Grow([]cell(nil), len(cells)+1+len(cells)/8)
+		cells = append(g, cells...)
 	}
-	c.cells = append(c.cells, cell{})
-	copy(c.cells[j+1:], c.cells[j:])
-	c.cells[j] = cell{off: off, n: n}
+	cells = cells[:len(cells)+1]
+	copy(cells[j+1:], cells[j:])
+	cells[j] = cell{off: off, n: n}
+	c.setCells(cells)
 	return true
 }
 
@@ -114,7 +144,7 @@ func (c *counts) add(abs int32, n uint16) bool {
 func (c *counts) advance(abs int32) {
 	if c.isDense() {
 		if abs-c.last >= Minutes {
-			clear(c.cells)
+			clear(c.cells())
 		} else {
 			for m := c.last + 1; m <= abs; m++ {
 				c.set(mod(m), 0)
@@ -125,28 +155,29 @@ func (c *counts) advance(abs int32) {
 	}
 	c.last = abs
 	lo := abs - Minutes + 1 // oldest minute kept
+	cells := c.cells()
 	k := 0
-	for k < len(c.cells) && c.base+int32(c.cells[k].off) < lo {
+	for k < len(cells) && c.base+int32(cells[k].off) < lo {
 		k++
 	}
 	if k > 0 {
-		n := copy(c.cells, c.cells[k:])
-		c.cells = c.cells[:n]
+		cells = cells[:copy(cells, cells[k:])]
+		c.setCells(cells)
 	}
 	if abs-c.base > maxOff {
 		d := lo - c.base
-		for i := range c.cells {
-			c.cells[i].off -= uint16(d)
+		for i := range cells {
+			cells[i].off -= uint16(d)
 		}
 		c.base = lo
 	}
 }
 
 func (c *counts) toDense() {
-	d := make([]cell, denseCells)
-	old := c.cells
+	old := c.cells()
 	base := c.base
-	c.cells, c.base = d, denseBase
+	c.setCells(make([]cell, denseCells))
+	c.base = denseBase
 	for _, x := range old {
 		c.set(mod(base+int32(x.off)), x.n)
 	}
@@ -163,7 +194,7 @@ func (c *counts) each(fn func(abs int32, n uint16)) {
 		}
 		return
 	}
-	for _, x := range c.cells {
+	for _, x := range c.cells() {
 		fn(c.base+int32(x.off), x.n)
 	}
 }
@@ -171,10 +202,10 @@ func (c *counts) each(fn func(abs int32, n uint16)) {
 // cellCount returns the number of minutes with a count in the window.
 func (c *counts) cellCount() int {
 	if !c.isDense() {
-		return len(c.cells)
+		return int(c.n)
 	}
 	n := 0
-	for _, x := range c.cells {
+	for _, x := range c.cells() {
 		if x.off != 0 {
 			n++
 		}
@@ -205,7 +236,7 @@ func (c *counts) snapshot(end int32, dst *[Minutes]uint16) {
 		}
 		return
 	}
-	for _, x := range c.cells {
+	for _, x := range c.cells() {
 		if abs := c.base + int32(x.off); abs >= lo && abs <= hi {
 			dst[abs-start] = x.n
 		}
@@ -217,7 +248,7 @@ func (c *counts) bytes() int {
 	if c.isDense() {
 		return denseBytes
 	}
-	return cap(c.cells) * 4 // append rounds cap up to the allocation class
+	return int(c.c) * 4 // the array's length is its allocation class
 }
 
 func satAdd(a, b uint16) uint16 {

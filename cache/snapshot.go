@@ -467,8 +467,8 @@ func (s *Store) install(sn *snapshot) {
 	hs := make([]uint64, len(sn.flows))
 	for i, rf := range sn.flows {
 		f := rf.f
-		h, tag := s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
-		hs[i], f.tag = h, tag
+		h := s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
+		hs[i] = h
 		f.src, f.dst = s.tab.acquire(rf.key[:rf.sl], rf.key[rf.sl+1:])
 		s.flows.Add(1)
 		s.bytes.Add(f.bytes())

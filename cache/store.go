@@ -295,14 +295,14 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 	for abs > wm && !s.wm.CompareAndSwap(wm, abs) {
 		wm = s.wm.Load()
 	}
-	h, tag := s.hash(src, dst)
+	h := s.hash(src, dst)
 	for try := 0; ; try++ {
 		// The index holds the flows ristretto admitted: an event for one
 		// of them takes no lock but its flow's and calls no ristretto
 		// method but a sampled Get (below).
-		f = s.idx.get(h, tag)
+		f = s.idx.get(h)
 		if f == nil || f.state.Load() != statusAdmitted {
-			if f, r = s.lookup(h, tag, src, dst); r != Counted {
+			if f, r = s.lookup(h, src, dst); r != Counted {
 				return nil, false, r
 			}
 			if f.state.Load() == statusAdmitted {
@@ -351,28 +351,26 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 // events open a new minute of their flow, so about 10 % of them call Get.
 const sketchEvery = 4
 
-// hash returns the flow's hash (the ristretto and index key, never 0) and
-// its tag, kept in the Flow, both mixed from 64-bit hashes of the source
-// and of the destination under a random per-process seed (hash/maphash),
-// so that flows cannot be made to collide on purpose. The index's hot path
-// identifies a flow by hash and tag (96 bits) without reading its strings;
-// the slow path compares the strings too. Two flows of one source are
-// confused only if their destinations share a 64-bit hash: for a million
-// distinct destinations, a chance of about 3 in 10^8 that any such pair
-// exists at all.
-func (s *Store) hash(src, dst []byte) (uint64, uint32) {
-	a, b := maphash.Bytes(s.seed, src), maphash.Bytes(s.seed, dst)
-	h := a*0x9e3779b97f4a7c15 ^ b
+// hash returns the flow's hash, the ristretto and index key (never 0),
+// mixed from 64-bit hashes of the source and of the destination under a
+// random per-process seed (hash/maphash), so that flows cannot be made to
+// collide on purpose. The index's hot path identifies a flow by its hash
+// alone, without reading its strings; the slow path compares the strings
+// (a conflict there is refused and counted). Two tracked flows are
+// confused only if their hashes are equal, or two of their destinations'
+// (or sources'): for a million flows and a million destinations, a chance
+// of about 5 in 10^8 that any such pair exists at all.
+func (s *Store) hash(src, dst []byte) uint64 {
+	h := maphash.Bytes(s.seed, src)*0x9e3779b97f4a7c15 ^ maphash.Bytes(s.seed, dst)
 	if h == 0 {
 		h = 1
 	}
-	return h, uint32((b*0xc2b2ae3d27d4eb4f ^ a) >> 32)
+	return h
 }
 
 // flowHash is hash for a tracked flow.
 func (s *Store) flowHash(f *Flow) uint64 {
-	h, _ := s.hash([]byte(f.src.ip), []byte(f.dst.name))
-	return h
+	return s.hash([]byte(f.src.ip), []byte(f.dst.name))
 }
 
 func (f *Flow) cost() int64 {
@@ -381,7 +379,7 @@ func (f *Flow) cost() int64 {
 	return f.bytes()
 }
 
-func (s *Store) lookup(h uint64, tag uint32, src, dst []byte) (*Flow, Result) {
+func (s *Store) lookup(h uint64, src, dst []byte) (*Flow, Result) {
 	zombie := false
 	if f, ok := s.rc.Get(h); ok {
 		if !f.is(src, dst) {
@@ -400,7 +398,7 @@ func (s *Store) lookup(h uint64, tag uint32, src, dst []byte) (*Flow, Result) {
 	}
 	p := &s.pending[h%shards]
 	for level := 0; level <= 2; level++ {
-		f, r, full := s.lookupPending(p, h, tag, src, dst, zombie, level)
+		f, r, full := s.lookupPending(p, h, src, dst, zombie, level)
 		if !full {
 			return f, r
 		}
@@ -416,7 +414,7 @@ func (s *Store) lookup(h uint64, tag uint32, src, dst []byte) (*Flow, Result) {
 	return nil, Refused
 }
 
-func (s *Store) lookupPending(p *pendingShard, h uint64, tag uint32, src, dst []byte, zombie bool, level int) (*Flow, Result, bool) {
+func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie bool, level int) (*Flow, Result, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.m[h]
@@ -435,7 +433,7 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, tag uint32, src, dst []
 		p.n++
 	}
 	if f == nil {
-		f = &Flow{tag: tag}
+		f = &Flow{}
 		f.src, f.dst = s.tab.acquire(src, dst)
 		s.chargeShared()
 		s.flows.Add(1)
