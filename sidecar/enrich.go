@@ -613,11 +613,19 @@ func checkMatrix(beacon *fastjson.Value) (legacy bool, err error) {
 	case fastjson.TypeString:
 		return false, alert.CheckMatrix(mv.GetStringBytes())
 	case fastjson.TypeArray:
-		var m alert.Matrix
-		if err := m.UnmarshalJSON(mv.MarshalTo(nil)); err != nil {
-			return false, err
+		arr, _ := mv.Array()
+		if len(arr) != alert.MatrixLen {
+			return false, fmt.Errorf("beacon.matrix: array of %d numbers, want %d", len(arr), alert.MatrixLen)
 		}
-		s, err := alert.AppendMatrix(nil, m)
+		var m [alert.MatrixLen]uint16
+		for i, x := range arr {
+			n, err := x.Uint()
+			if err != nil || n > 65535 {
+				return false, fmt.Errorf("beacon.matrix: element %d (%s) is not a count 0..65535", i, shorten(x.String()))
+			}
+			m[i] = uint16(n)
+		}
+		s, err := alert.AppendMatrix(nil, m[:])
 		if err != nil {
 			return false, err
 		}
