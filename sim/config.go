@@ -61,6 +61,14 @@ type Config struct {
 	C2PerHundred float64
 	// Beacons are explicit beacons added to the random implants.
 	Beacons []Beacon
+	// TrainingMix adds, on top of the random implants and from a random
+	// stream of its own, the cases a training set needs more of than a
+	// realistic day holds: 1-3 more shared C2 servers of 2 to hosts/12
+	// hosts (at least 3, at most 10) each, 1-2 beacons every 30-120 s on
+	// always-on hosts and one on a laptop, and one more CDN-hidden,
+	// office-hours and interactive implant each, whatever the network's
+	// size. Without it a day is unchanged. Ignored with C2PerHundred < 0.
+	TrainingMix bool
 }
 
 // Beacon is an explicitly configured C2 beacon.

@@ -381,7 +381,49 @@ func (w *world) addImplants(r *rng) error {
 	for _, k := range kinds {
 		w.addImplant(r, k)
 	}
+	if cfg.TrainingMix {
+		w.addTrainingMix(newRNG(cfg.Seed, "training mix"))
+	}
 	return nil
+}
+
+// addSharedServer adds one C2 server and configuration shared by n hosts,
+// each with its own timer.
+func (w *world) addSharedServer(r *rng, n int) {
+	tr := randomTransport(r)
+	ep := c2Endpoint(r, tr)
+	interval, jitter := niceInterval(r.logUniform(60, 1800)), c2Jitter(r)
+	for i := 0; i < n; i++ {
+		h := w.freeHost(r, roleDesktop, roleLaptop, roleServer)
+		if h == nil {
+			return
+		}
+		w.newImplant(r, h, KindC2SharedServer, ep, tr, interval, jitter).start(fmt.Sprintf(" server shared by %d hosts", n))
+	}
+}
+
+// addTrainingMix adds the implants of Config.TrainingMix from a random
+// stream of their own, so the rest of the day is that of the same config
+// without it.
+func (w *world) addTrainingMix(r *rng) {
+	// Shared servers of 2 to hosts/12 hosts (at least 3, at most 10).
+	most := min(max(w.cfg.Hosts/12, 3), 10)
+	for k := r.between(1, 3); k > 0; k-- {
+		w.addSharedServer(r, r.between(2, most))
+	}
+	// Every-minute beacons (30-120 s) on always-on hosts and on a laptop.
+	for k := r.between(1, 2); k > 0; k-- {
+		if h := w.freeHost(r, roleDesktop, roleServer); h != nil {
+			w.newImplant(r, h, KindC2Jittered, nil, randomTransport(r), niceInterval(r.logUniform(30, 120)), c2Jitter(r)).start(" every minute")
+		}
+	}
+	if h := w.freeHost(r, roleLaptop); h != nil {
+		w.newImplant(r, h, KindC2Laptop, nil, randomTransport(r), niceInterval(r.logUniform(30, 120)), c2Jitter(r)).start(" every minute while the laptop is on")
+	}
+	// The kinds a network below 50 hosts does not otherwise get for sure.
+	w.addImplant(r, KindC2CDNHidden)
+	w.addImplant(r, KindC2OfficeHours)
+	w.addImplant(r, KindC2Interactive)
 }
 
 func cmp0(x, def int) int {
@@ -465,16 +507,7 @@ func (w *world) addImplant(r *rng, kind string) {
 		}
 		m.start(" operator-sessions=1-3/day calls-every=1-5s")
 	case KindC2SharedServer:
-		tr := randomTransport(r)
-		ep := c2Endpoint(r, tr)
-		interval, jitter := niceInterval(r.logUniform(60, 1800)), c2Jitter(r)
-		for i := 0; i < 3; i++ {
-			h := w.freeHost(r, roleDesktop, roleLaptop, roleServer)
-			if h == nil {
-				return
-			}
-			w.newImplant(r, h, kind, ep, tr, interval, jitter).start(" server shared by 3 hosts")
-		}
+		w.addSharedServer(r, 3)
 	case KindC2CDNHidden:
 		h := w.freeHost(r, roleDesktop, roleLaptop)
 		if h == nil || !h.hasUser() {

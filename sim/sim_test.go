@@ -801,3 +801,55 @@ func BenchmarkWriteDir150Hosts(b *testing.B) {
 		}
 	}
 }
+
+// The training mix adds shared servers of 2 to hosts/12 hosts (at least 3,
+// at most 10), every-minute beacons and the kinds a small network lacks, on
+// top of the same random implants as without it.
+func TestTrainingMix(t *testing.T) {
+	for _, hosts := range []int{30, 150} {
+		cfg := Config{Hosts: hosts, Seed: 5, C2PerHundred: 10}
+		plain := newTestWorld(t, cfg)
+		cfg.TrainingMix = true
+		mix := newTestWorld(t, cfg)
+		if len(mix.implants) <= len(plain.implants) {
+			t.Fatalf("%d hosts: %d implants with the mix, %d without", hosts, len(mix.implants), len(plain.implants))
+		}
+		for i, m := range plain.implants {
+			o := mix.implants[i]
+			if o.h.ip != m.h.ip || o.kind != m.kind || o.interval != m.interval || o.jitter != m.jitter || epKey(o.ep) != epKey(m.ep) {
+				t.Errorf("%d hosts: implant %d differs with the mix: %s %s vs %s %s", hosts, i, o.h.ip, o.kind, m.h.ip, m.kind)
+			}
+		}
+		most := min(max(hosts/12, 3), 10)
+		shared := map[string]int{}
+		kinds := map[string]int{}
+		fast := 0
+		for _, m := range mix.implants[len(plain.implants):] {
+			kinds[m.kind]++
+			if m.kind == KindC2SharedServer {
+				shared[epKey(m.ep)]++
+			}
+			if m.interval <= 120e6 && (m.kind == KindC2Jittered || m.kind == KindC2Laptop) {
+				fast++
+			}
+		}
+		if len(shared) == 0 {
+			t.Errorf("%d hosts: no shared server added", hosts)
+		}
+		for ep, n := range shared {
+			if n < 2 || n > most {
+				t.Errorf("%d hosts: server %s shared by %d hosts, want 2..%d", hosts, ep, n, most)
+			}
+		}
+		if fast < 2 {
+			t.Errorf("%d hosts: %d beacons every 30-120 s added, want at least 2", hosts, fast)
+		}
+		for _, k := range []string{KindC2CDNHidden, KindC2OfficeHours, KindC2Interactive} {
+			if kinds[k] == 0 {
+				t.Errorf("%d hosts: no %s added", hosts, k)
+			}
+		}
+	}
+}
+
+func epKey(e *endpoint) string { return fmt.Sprint(e.name, e.addrs, e.port) }

@@ -77,6 +77,7 @@ byte-identical files. See docs/simulator.md for what is simulated.`,
 	f.StringVar(&start, "start", "", "start time, RFC 3339 or YYYY-MM-DD (default "+sim.DefaultStart.Format("2006-01-02")+", a Monday, UTC)")
 	f.Float64Var(&c2Rate, "c2-per-100", sim.DefaultC2PerHundred, "implanted hosts per 100 hosts (0 for none); with 50+ hosts every C2 kind appears at least once")
 	f.BoolVar(&noC2, "no-c2", false, "simulate benign traffic only")
+	f.BoolVar(&cfg.TrainingMix, "training-mix", false, "add the harder implants a training set needs (docs/simulator.md)")
 	return cmd
 }
 
