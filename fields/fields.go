@@ -10,8 +10,10 @@ package fields
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"time"
@@ -109,6 +111,18 @@ func (e *Event) Claim(slot, prio int) bool {
 
 // SetText sets slot from a text value.
 func (e *Event) SetText(slot int, v []byte) error {
+	switch slot { // the commonest slots inline, the others in setText
+	case Src:
+		e.Src = v
+	case Domain:
+		e.Domain = v
+	default:
+		return e.setText(slot, v)
+	}
+	return nil
+}
+
+func (e *Event) setText(slot int, v []byte) error {
 	switch slot {
 	case Time:
 		sec, err := parseTime(v)
@@ -210,7 +224,7 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		buf = a.WithZone("").AppendTo(buf[:0])
 	}
 	n := len(buf)
-	d := cleanDomain(e.Domain)
+	d, domainIP := cleanDomainIP(e.Domain)
 	if len(d) == 0 && len(e.URL) > 0 {
 		d = cleanDomain(urlHost(e.URL))
 	}
@@ -235,7 +249,9 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 				ipText = h
 			}
 		}
-		if isIPv4(ipText) {
+		// The destination IP is often the domain value just found to be
+		// an IPv4 address (a Host header naming the server's address).
+		if bytes.Equal(ipText, domainIP) && len(domainIP) > 0 || isIPv4(ipText) {
 			buf = strconv.AppendUint(append(append(buf, ipText...), ':'), uint64(uint16(port)), 10)
 		} else {
 			ip, err := netip.ParseAddr(bstr(ipText))
@@ -255,11 +271,18 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 // the IPv4 check only runs on a name that ends with a digit
 // (TestCleanDomainMatchesReference holds it to the plain definition).
 func cleanDomain(d []byte) []byte {
+	d, _ = cleanDomainIP(d)
+	return d
+}
+
+// cleanDomainIP is cleanDomain that also returns the IPv4 address the
+// value held, if that is why it returned nil.
+func cleanDomainIP(d []byte) (name, ip4 []byte) {
 	if n := len(d); n > 0 && (d[0] <= ' ' || d[0] >= 0x80 || d[n-1] <= ' ' || d[n-1] >= 0x80) {
 		d = bytes.TrimSpace(d)
 	}
 	if len(d) > 0 && d[0] == '[' { // [v6]:port
-		return nil
+		return nil, nil
 	}
 	if i := bytes.IndexByte(d, ':'); i >= 0 && bytes.IndexByte(d[i+1:], ':') < 0 { // one colon: host:port
 		d = d[:i]
@@ -269,42 +292,78 @@ func cleanDomain(d []byte) []byte {
 	}
 	n := len(d)
 	if n == 0 || (n == 1 && d[0] == '-') || n > 253 {
-		return nil
+		return nil, nil
 	}
 	if d[n-1]-'0' <= 9 && isIPv4(d) {
-		return nil
+		return nil, d
 	}
-	return d
+	return d, nil
 }
 
 // isIPv4 reports whether b is an IPv4 address in the dotted-decimal form
 // netip.ParseAddr accepts (four decimal fields 0-255 without leading
 // zeros), which is also its canonical text. It is netip's rule without its
 // cost on the hot path, where the flow key needs only the yes or no
-// (TestIsIPv4MatchesNetip holds it to netip): one pass over the bytes.
+// (TestIsIPv4MatchesNetip holds it to netip). It classifies eight bytes at
+// a time (every byte a digit or a dot, where the dots are), then checks the
+// four fields between the three dots.
 func isIPv4(b []byte) bool {
-	if len(b) < 7 || len(b) > 15 {
+	n := len(b)
+	if n < 7 || n > 15 {
 		return false
 	}
-	dots, digits, v := 0, 0, uint(0)
-	for _, c := range b {
-		if c == '.' {
-			if digits == 0 {
-				return false
-			}
-			dots, digits, v = dots+1, 0, 0
-			continue
-		}
-		d := uint(c - '0')
-		if d > 9 || digits > 0 && v == 0 { // not a digit, or after a leading zero
-			return false
-		}
-		if v = v*10 + d; v > 255 {
-			return false
-		}
-		digits++
+	if n == 7 { // d.d.d.d
+		return b[0]-'0' <= 9 && b[1] == '.' && b[2]-'0' <= 9 && b[3] == '.' && b[4]-'0' <= 9 && b[5] == '.' && b[6]-'0' <= 9
 	}
-	return dots == 3 && digits > 0
+	// Bytes 0-7 and n-8..n-1 (overlapping): together all n.
+	dlo, ok := digitsAndDots(binary.LittleEndian.Uint64(b))
+	if !ok {
+		return false
+	}
+	dhi, ok := digitsAndDots(binary.LittleEndian.Uint64(b[n-8:]))
+	if !ok {
+		return false
+	}
+	dots := dlo | dhi<<(n-8) // bit i: b[i] is a dot
+	if bits.OnesCount64(dots) != 3 {
+		return false
+	}
+	p1 := bits.TrailingZeros64(dots)
+	dots &= dots - 1
+	p2 := bits.TrailingZeros64(dots)
+	p3 := bits.TrailingZeros64(dots & (dots - 1))
+	return octet(b, 0, p1) && octet(b, p1+1, p2) && octet(b, p2+1, p3) && octet(b, p3+1, n)
+}
+
+// digitsAndDots reports whether the 8 bytes of w (little-endian) are all
+// ASCII digits or dots, and returns a bit per byte that is a dot (bit i for
+// byte i).
+func digitsAndDots(w uint64) (dots uint64, ok bool) {
+	const ones, high, low7 = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	if w&high != 0 {
+		return 0, false
+	}
+	t := w ^ ('.' * ones)
+	dot := ^((t&low7 + low7) | t) & high // 0x80 where the byte is '.'
+	digit := (w + (0x80-'0')*ones) &^ (w + (0x80-'9'-1)*ones) & high
+	if dot|digit != high {
+		return 0, false
+	}
+	return ((dot >> 7) * 0x0102040810204080) >> 56, true
+}
+
+// octet reports whether the digits b[s:e] are a decimal 0-255 without a
+// leading zero.
+func octet(b []byte, s, e int) bool {
+	switch e - s {
+	case 1:
+		return true
+	case 2:
+		return b[s] != '0'
+	case 3: // "100" to "255", compared as text
+		return b[s] != '0' && uint(b[s])<<16|uint(b[s+1])<<8|uint(b[s+2]) <= '2'<<16|'5'<<8|'5'
+	}
+	return false
 }
 
 // urlHost returns the host[:port] of a URL: "http://user@Host:8080/p?q"

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -26,6 +27,11 @@ func TestFlow(t *testing.T) {
 	f("10.0.0.1", "", "1.2.3.4", 443, "", "10.0.0.1", "1.2.3.4:443", true)
 	f("10.0.0.1", "-", "1.2.3.4", 443, "", "10.0.0.1", "1.2.3.4:443", true)
 	f("10.0.0.1", "1.2.3.4", "1.2.3.4", 80, "", "10.0.0.1", "1.2.3.4:80", true) // Host header holding an IP
+	f("10.0.0.1", "1.2.3.4:8080", "1.2.3.4", 8080, "", "10.0.0.1", "1.2.3.4:8080", true)
+	f("10.0.0.1", "1.2.3.4", "5.6.7.8", 80, "", "10.0.0.1", "5.6.7.8:80", true) // Host and address differ: the address
+	f("10.0.0.1", "1.2.3.4", "2001:db8::1", 80, "", "10.0.0.1", "[2001:db8::1]:80", true)
+	f("10.0.0.1", "1.2.3.4", "", 80, "", "", "", false) // an IP Host alone is no destination
+	f("10.0.0.1", "CDN.Example.com", "", 0, "", "10.0.0.1", "cdn.example.com", true)
 	f("fe80::1%eth0", "", "2001:db8::1", 443, "", "fe80::1", "[2001:db8::1]:443", true)
 	f("not-an-ip", "example.com", "", 0, "", "", "", false)
 	f("10.0.0.1", "", "", 0, "", "", "", false)
@@ -194,6 +200,25 @@ func TestIsIPv4MatchesNetip(t *testing.T) {
 			} else {
 				b[j] = "0123456789."[rnd.IntN(11)]
 			}
+		}
+		check(string(b))
+	}
+	// Near-valid addresses: four fields of 0-299, some with a leading zero,
+	// some with a byte changed.
+	for i := 0; i < 200000; i++ {
+		var sb strings.Builder
+		for f := 0; f < 4; f++ {
+			if f > 0 {
+				sb.WriteByte('.')
+			}
+			if rnd.IntN(8) == 0 {
+				sb.WriteByte('0')
+			}
+			sb.WriteString(strconv.Itoa(rnd.IntN(300)))
+		}
+		b := []byte(sb.String())
+		if rnd.IntN(4) == 0 {
+			b[rnd.IntN(len(b))] = "0123456789.:a/ "[rnd.IntN(15)]
 		}
 		check(string(b))
 	}

@@ -587,6 +587,18 @@ pairs:
 				if kn > 16 {
 					break // the middle bytes: readPair
 				}
+				// The commonest wanted value, a fixstr into an empty slot,
+				// here; the others in scanValue.
+				if lead, slot := b[k1], int(e.slot); lead&0xe0 == 0xa0 && uint(slot) < uint(len(f)) && f[slot].Kind == KindNone {
+					q := k1 + 1 + int(lead&0x1f)
+					if q > len(b) || slot >= len(r.rank) {
+						break
+					}
+					f[slot] = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
+					r.rank[slot] = e.rank
+					p = q
+					continue
+				}
 				if q, ok := r.scanValue(b, k1, int(e.slot), e.rank, f); ok {
 					p = q
 					continue

@@ -135,15 +135,23 @@ func (in *Instance) Flush(data []byte, tag string) int {
 	st := in.pool.Get().(*flushState)
 	r := chunk.GetReader()
 	r.Reset(data, in.keysFor(in.rules.Load()).forTag(tag), fields.NumSlots)
-	for r.Next(&st.ev) {
-		st.fe.Reset()
+	ev, fe := &st.ev, &st.fe
+	for r.Next(ev) {
+		fe.Reset()
 		skip := false
-		for slot := range st.ev.Fields {
-			v := &st.ev.Fields[slot]
+		fs := ev.Fields
+		for slot := range fs {
+			v := &fs[slot]
 			if v.Kind == chunk.KindNone || v.Kind == chunk.KindNil { // nothing to set
 				continue
 			}
-			if err := setField(&st.fe, slot, v); err != nil {
+			var err error
+			if v.Kind == chunk.KindStr { // most fields, without setField's call
+				err = fe.SetText(slot, v.Str)
+			} else {
+				err = setField(fe, slot, v)
+			}
+			if err != nil {
 				in.badFields.Add(1)
 				// A mistyped time falls back to Fluent Bit's timestamp and a
 				// mistyped size is ignored; a mistyped flow field skips the record.
@@ -153,10 +161,10 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		if skip {
 			continue
 		}
-		if !st.fe.HasTime && st.ev.Sec > 0 {
-			st.fe.Sec, st.fe.HasTime = st.ev.Sec, true
+		if !fe.HasTime && ev.Sec > 0 {
+			fe.Sec, fe.HasTime = ev.Sec, true
 		}
-		st.buf = in.obs.Observe(&st.fe, st.buf)
+		st.buf = in.obs.Observe(fe, st.buf)
 	}
 	s := r.Stats()
 	in.badEvents.Add(int64(s.BadEvents))
