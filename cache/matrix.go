@@ -113,7 +113,14 @@ func (c *counts) add(abs int32, n uint16) bool {
 		return true
 	}
 	off := uint16(abs - c.base)
-	// Sparse: most events land in the newest minute, so search from the end.
+	// Sparse: most events land in the newest minute, so look there first,
+	// then search from the end.
+	if c.n > 0 {
+		if x := (*cell)(unsafe.Add(unsafe.Pointer(c.p), 4*(int(c.n)-1))); x.off == off {
+			x.n = satAdd(x.n, n)
+			return true
+		}
+	}
 	cells := c.cells()
 	j := len(cells)
 	for j > 0 && cells[j-1].off > off {

@@ -15,14 +15,20 @@ import (
 // marked in this minute, costs two loads and no lock; changing the bitmap
 // takes mu.
 type source struct {
-	mu    sync.Mutex
-	ip    string
-	last  atomic.Int32
-	bits  [(Minutes + 63) / 64]atomic.Uint64
-	flows int32 // flows referencing this source; guarded by the table shard lock
+	mu     sync.Mutex
+	ip     string
+	last   atomic.Int32
+	marked atomic.Int32 // 1 + a minute marked in bits, for a cheap check of the common case
+	bits   [(Minutes + 63) / 64]atomic.Uint64
+	flows  int32 // flows referencing this source; guarded by the table shard lock
 }
 
 func (s *source) mark(abs int32) {
+	if s.marked.Load() == abs+1 && abs == s.last.Load() {
+		// The newest minute, marked: its bit is set, as last has not
+		// moved since (the common case).
+		return
+	}
 	i := mod(abs)
 	w, b := &s.bits[i>>6], uint64(1)<<(i&63)
 	if abs <= s.last.Load() && w.Load()&b != 0 {
@@ -46,6 +52,7 @@ func (s *source) mark(abs int32) {
 	}
 	if abs > last-Minutes {
 		w.Or(b)
+		s.marked.Store(abs + 1)
 	}
 	s.mu.Unlock()
 }
@@ -191,6 +198,7 @@ func (s *source) restore(last int32, bits *[(Minutes + 63) / 64]uint64) {
 		return
 	}
 	s.last.Store(last)
+	s.marked.Store(0)
 	for i := range s.bits {
 		s.bits[i].Store(bits[i])
 	}
