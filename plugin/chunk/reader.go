@@ -547,8 +547,8 @@ func (r *Reader) readBody(b []byte, n uint32, f []Value) ([]byte, error) {
 // fixstr or str8 key, a value wholly in b, and is one of
 //   - an unwanted key (most stop at one load of an empty bucket) with a
 //     scalar value, a str8/str16, or a fixarray of such;
-//   - a wanted key with a value of a common type (fixint, fixstr, str8,
-//     str16, nil, bool, a sized integer, a float), decoded in place.
+//   - a wanted key with a value of a common type (positive fixint, fixstr,
+//     str8, nil, uint8/16/32, int16/32, float64), decoded in place.
 //
 // It returns the position of the first pair it did not read and the pairs
 // left, that one included, for readPair: a nested map, a rarer type, a long
@@ -581,35 +581,71 @@ pairs:
 		if kn < 8 {
 			w &= highMask[kn&7]
 		}
+		lead := b[k1]
 		if i := ks.table[((w^uint64(kn))*ks.mult)>>(64-tableBits)]; i != 0 {
 			e := &ks.entries[i-1]
 			if e.n == kn && e.last == w && (kn <= 8 || binary.LittleEndian.Uint64(b[k0:k0+8:k0+8]) == e.first) {
 				if kn > 16 {
 					break // the middle bytes: readPair
 				}
-				// The commonest wanted value, a fixstr into an empty slot,
-				// here; the others in scanValue.
-				if lead, slot := b[k1], int(e.slot); lead&0xe0 == 0xa0 && uint(slot) < uint(len(f)) && f[slot].Kind == KindNone {
-					q := k1 + 1 + int(lead&0x1f)
-					if q > len(b) || slot >= len(r.rank) {
+				slot, rank := int(e.slot), e.rank
+				if lead == 0xc0 {
+					rank = nilRank
+				}
+				if uint(slot) < uint(len(f)) && uint(slot) < uint(len(r.rank)) && (f[slot].Kind == KindNone || rank < r.rank[slot]) {
+					// Wanted: decode the value into its slot.
+					q := k1 + int(scalarSize[lead])
+					if q > len(b) {
 						break
 					}
-					f[slot] = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
-					r.rank[slot] = e.rank
+					v := &f[slot]
+					switch {
+					case lead&0xe0 == 0xa0: // fixstr
+						*v = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
+					case lead < 0x80: // positive fixint
+						*v = Value{Kind: KindUint, Uint: uint64(lead)}
+					case lead == 0xd9: // str8
+						if k1+2 > len(b) {
+							break pairs
+						}
+						if q = k1 + 2 + int(b[k1+1]); q > len(b) {
+							break pairs
+						}
+						*v = Value{Kind: KindStr, Str: b[k1+2 : q : q]}
+					case lead == 0xcb: // float64
+						*v = Value{Kind: KindFloat, Float: math.Float64frombits(binary.BigEndian.Uint64(b[k1+1:]))}
+					case lead == 0xd1: // int16
+						if x := int64(int16(binary.BigEndian.Uint16(b[k1+1:]))); x >= 0 {
+							*v = Value{Kind: KindUint, Uint: uint64(x)}
+						} else {
+							*v = Value{Kind: KindInt, Int: x}
+						}
+					case lead == 0xd2: // int32
+						if x := int64(int32(binary.BigEndian.Uint32(b[k1+1:]))); x >= 0 {
+							*v = Value{Kind: KindUint, Uint: uint64(x)}
+						} else {
+							*v = Value{Kind: KindInt, Int: x}
+						}
+					case lead == 0xcd: // uint16
+						*v = Value{Kind: KindUint, Uint: uint64(binary.BigEndian.Uint16(b[k1+1:]))}
+					case lead == 0xce: // uint32
+						*v = Value{Kind: KindUint, Uint: uint64(binary.BigEndian.Uint32(b[k1+1:]))}
+					case lead == 0xcc: // uint8
+						*v = Value{Kind: KindUint, Uint: uint64(b[k1+1])}
+					case lead == 0xc0:
+						*v = Value{Kind: KindNil}
+					default: // the other types: readPair
+						break pairs
+					}
+					r.rank[slot] = rank
 					p = q
 					continue
 				}
-				if q, ok := r.scanValue(b, k1, int(e.slot), e.rank, f); ok {
-					p = q
-					continue
-				}
-				break
 			} else if e.nextKey != 0 {
 				break // a shared bucket: readPair walks it
 			}
 		}
 		// Not wanted: step over the value.
-		lead := b[k1]
 		q := k1 + int(scalarSize[lead])
 		if q == k1 {
 			switch {
@@ -643,92 +679,6 @@ pairs:
 		p = q
 	}
 	return p, n
-}
-
-// scanValue decodes the value at b[k1] (k1 < len(b)) of a wanted key into
-// f[slot], or steps over it when f[slot] holds a better alias's, if it is
-// of a common type (see scanPairs) and wholly in b. It returns the
-// position after it and true, or false, for readPair.
-func (r *Reader) scanValue(b []byte, k1, slot int, rank int32, f []Value) (int, bool) {
-	lead := b[k1]
-	if lead == 0xc0 {
-		rank = nilRank
-	}
-	q := k1 + int(scalarSize[lead])
-	if uint(slot) >= uint(len(f)) || uint(slot) >= uint(len(r.rank)) || f[slot].Kind != KindNone && rank >= r.rank[slot] {
-		return q, q > k1 && q <= len(b) // not wanted: common scalars only
-	}
-	if q > len(b) {
-		return 0, false
-	}
-	v := &f[slot]
-	switch {
-	case lead < 0x80: // positive fixint
-		*v = Value{Kind: KindUint, Uint: uint64(lead)}
-	case lead >= 0xe0: // negative fixint
-		*v = Value{Kind: KindInt, Int: int64(int8(lead))}
-	case lead&0xe0 == 0xa0: // fixstr
-		*v = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
-	case lead == 0xd9 || lead == 0xda: // str8, str16
-		var h int
-		if lead == 0xd9 {
-			if h = k1 + 2; h > len(b) {
-				return 0, false
-			}
-			q = h + int(b[k1+1])
-		} else {
-			if h = k1 + 3; h > len(b) {
-				return 0, false
-			}
-			q = h + int(binary.BigEndian.Uint16(b[k1+1:]))
-		}
-		if q > len(b) {
-			return 0, false
-		}
-		*v = Value{Kind: KindStr, Str: b[h:q:q]}
-	case lead == 0xcb: // float64
-		*v = Value{Kind: KindFloat, Float: math.Float64frombits(binary.BigEndian.Uint64(b[k1+1:]))}
-	case lead == 0xca: // float32
-		*v = Value{Kind: KindFloat, Float: float64(math.Float32frombits(binary.BigEndian.Uint32(b[k1+1:])))}
-	case lead >= 0xd0 && lead <= 0xd3: // int8..int64
-		var x int64
-		switch lead {
-		case 0xd0:
-			x = int64(int8(b[k1+1]))
-		case 0xd1:
-			x = int64(int16(binary.BigEndian.Uint16(b[k1+1:])))
-		case 0xd2:
-			x = int64(int32(binary.BigEndian.Uint32(b[k1+1:])))
-		default:
-			x = int64(binary.BigEndian.Uint64(b[k1+1:]))
-		}
-		if x >= 0 {
-			*v = Value{Kind: KindUint, Uint: uint64(x)}
-		} else {
-			*v = Value{Kind: KindInt, Int: x}
-		}
-	case lead >= 0xcc && lead <= 0xcf: // uint8..uint64
-		var x uint64
-		switch lead {
-		case 0xcc:
-			x = uint64(b[k1+1])
-		case 0xcd:
-			x = uint64(binary.BigEndian.Uint16(b[k1+1:]))
-		case 0xce:
-			x = uint64(binary.BigEndian.Uint32(b[k1+1:]))
-		default:
-			x = binary.BigEndian.Uint64(b[k1+1:])
-		}
-		*v = Value{Kind: KindUint, Uint: x}
-	case lead == 0xc0:
-		*v = Value{Kind: KindNil}
-	case lead == 0xc2 || lead == 0xc3:
-		*v = Value{Kind: KindBool, Bool: lead == 0xc3}
-	default:
-		return 0, false
-	}
-	r.rank[slot] = rank
-	return q, true
 }
 
 // readPair reads the pair at b[p] of the body map, a top-level key and its

@@ -241,7 +241,7 @@ func randomChunk(rnd *rand.Rand, n int, keys []string) []byte {
 	return b
 }
 
-// scanPairs and scanValue deliver exactly what the msgp-only path does:
+// scanPairs delivers exactly what the msgp-only path does:
 // on the fuzz corpus, the fuzz seeds, Zeek records and random records of
 // every type and width, whole and cut at every byte (every few bytes for
 // long chunks), with KeySets that keep keys apart and that share buckets.
