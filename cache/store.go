@@ -361,16 +361,19 @@ const sketchEvery = 4
 // (or sources'): for a million flows and a million destinations, a chance
 // of about 5 in 10^8 that any such pair exists at all.
 func (s *Store) hash(src, dst []byte) uint64 {
-	h := maphash.Bytes(s.seed, src)*0x9e3779b97f4a7c15 ^ maphash.Bytes(s.seed, dst)
-	if h == 0 {
-		h = 1
+	return mixHash(maphash.Bytes(s.seed, src), maphash.Bytes(s.seed, dst))
+}
+
+func mixHash(a, b uint64) uint64 {
+	if h := a*0x9e3779b97f4a7c15 ^ b; h != 0 {
+		return h
 	}
-	return h
+	return 1
 }
 
 // flowHash is hash for a tracked flow.
 func (s *Store) flowHash(f *Flow) uint64 {
-	return s.hash([]byte(f.src.ip), []byte(f.dst.name))
+	return mixHash(maphash.String(s.seed, f.src.ip), maphash.String(s.seed, f.dst.name))
 }
 
 func (f *Flow) cost() int64 {

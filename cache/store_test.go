@@ -176,3 +176,87 @@ func TestConcurrentFloodKeepsBeaconsExact(t *testing.T) {
 	}
 	t.Logf("%+v", st)
 }
+
+// A tracked flow's hash from its strings (on release) is the hash its
+// events had, and the index finds the flow until it is released.
+func TestFlowHashAndIndex(t *testing.T) {
+	s := newStore(t, Config{Now: fixedNow})
+	src, dst := []byte("10.0.0.7"), []byte("index.example")
+	f, _, r := s.Observe(src, dst, t0.Unix(), 1)
+	if r != Counted {
+		t.Fatal(r)
+	}
+	h := s.hash(src, dst)
+	if got := s.flowHash(f); got != h {
+		t.Fatalf("flowHash %x, hash %x", got, h)
+	}
+	s.Wait()
+	s.Observe(src, dst, t0.Unix()+1, 1) // admitted by now: enters the index
+	if got := s.idx.get(h); got != f {
+		t.Fatalf("index holds %p, want %p", got, f)
+	}
+	if !s.release(f) || s.idx.get(h) != nil || s.idx.size() != 0 {
+		t.Fatalf("after release the index holds %p (%d flows)", s.idx.get(h), s.idx.size())
+	}
+	// The next event starts a new flow; the released one is never counted into.
+	g, _, r := s.Observe(src, dst, t0.Unix()+2, 1)
+	if r != Counted || g == f {
+		t.Fatalf("after release: %v, same flow %v", r, g == f)
+	}
+}
+
+// The index against a map, with puts, deletes, growth and shrinking.
+func TestIndexAgainstMap(t *testing.T) {
+	var x index
+	want := map[uint64]*Flow{}
+	r := rand.New(rand.NewPCG(3, 4))
+	flows := make([]*Flow, 64)
+	for i := range flows {
+		flows[i] = &Flow{}
+	}
+	for step := 0; step < 200_000; step++ {
+		// few distinct top bytes, so that shards grow large and shrink
+		h := uint64(r.IntN(4))<<56 | uint64(r.IntN(5000)+1)
+		f := flows[r.IntN(len(flows))]
+		switch r.IntN(3) {
+		case 0, 1:
+			x.put(h, f)
+			want[h] = f
+		case 2:
+			x.del(h, f)
+			if want[h] == f {
+				delete(want, h)
+			}
+		}
+		if step%1000 == 0 {
+			for k, v := range want {
+				if got := x.get(k); got != v {
+					t.Fatalf("step %d: get(%x) = %p, want %p", step, k, got, v)
+				}
+			}
+			if x.size() != len(want) {
+				t.Fatalf("step %d: size %d, want %d", step, x.size(), len(want))
+			}
+		}
+		if got := x.get(h); got != want[h] {
+			t.Fatalf("step %d: get(%x) = %p, want %p", step, h, got, want[h])
+		}
+	}
+	// Shrink: delete all but every 16th; the rest stay found.
+	n := 0
+	for k, v := range want {
+		if n++; n%16 != 0 {
+			x.del(k, v)
+			delete(want, k)
+		}
+	}
+	for k, v := range want {
+		if got := x.get(k); got != v {
+			t.Fatalf("after shrinking: get(%x) = %p, want %p", k, got, v)
+		}
+		x.del(k, v)
+	}
+	if x.size() != 0 {
+		t.Fatalf("size %d after deleting all", x.size())
+	}
+}
