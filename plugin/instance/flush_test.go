@@ -2,6 +2,7 @@ package instance
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -174,12 +175,14 @@ func TestFlushDecodeAllocatesNothing(t *testing.T) {
 }
 
 // A whole flush, counting into the cache, allocates nothing per record but
-// what ristretto's access buffer costs: Store.Observe looks each flow up
-// with ristretto's Get, which batches the keys it sees in stripes of 64
-// and, when its policy goroutine takes a full stripe, allocates the next
-// one (a slice, and the stripe itself when its pool was emptied by a GC).
-// So a run measures from 0 to about 2 per 64 records depending on whether
-// that goroutine got a core; the bound is that and a few per flush.
+// what the cache's ristretto bookkeeping costs now and then: ristretto
+// batches the keys it sees in stripes of 64 and, when its policy goroutine
+// takes a full stripe, allocates the next one. So a window of flushes
+// measures from 0 to about 2 per 64 records depending on whether that
+// goroutine got a core; on a loaded machine one window can come close to
+// the bound. The test takes the least of five windows of 20 flushes: an
+// allocation per record (1000 per flush) would exceed the bound in every
+// window, and that is what the test is for.
 func TestFlushAllocationsPerRecord(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
@@ -193,14 +196,21 @@ func TestFlushAllocationsPerRecord(t *testing.T) {
 		in.Flush(data, "zeek.http")
 		in.store.Wait()
 	}
-	before := in.Stats().Detector.Events
-	n := testing.AllocsPerRun(20, func() { in.Flush(data, "zeek.http") })
-	if got := in.Stats().Detector.Events - before; got != 21*1000 {
-		t.Fatalf("%d events observed in 21 flushes of 1000, want 21000", got)
+	const windows, flushes = 5, 20
+	least := math.Inf(1)
+	var all []float64
+	for w := 0; w < windows; w++ {
+		before := in.Stats().Detector.Events
+		n := testing.AllocsPerRun(flushes, func() { in.Flush(data, "zeek.http") })
+		if got := in.Stats().Detector.Events - before; got != (flushes+1)*1000 {
+			t.Fatalf("%d events observed in %d flushes of 1000, want %d", got, flushes+1, (flushes+1)*1000)
+		}
+		all = append(all, n)
+		least = min(least, n)
 	}
-	t.Logf("%.1f allocations per flush of 1000 records (%.4f per record)", n, n/1000)
-	if limit := 2*1000.0/64 + 4; n > limit {
-		t.Fatalf("%v allocations per flush of 1000 records, want <= %.0f", n, limit)
+	t.Logf("allocations per flush of 1000 records in %d windows of %d flushes: %v (least %.1f, %.4f per record)", windows, flushes, all, least, least/1000)
+	if limit := 2*1000.0/64 + 4; least > limit {
+		t.Fatalf("at least %v allocations per flush of 1000 records in every window, want <= %.0f", least, limit)
 	}
 }
 
