@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 )
@@ -41,7 +42,6 @@ type indexShard struct {
 }
 
 type indexTab struct {
-	mask  uint64
 	slots []indexSlot
 }
 
@@ -51,11 +51,19 @@ type indexSlot struct {
 }
 
 // indexSlotBytes is the index's memory per flow at its average load (a
-// table is between 40 % and 80 % full of flows): 16-byte slots.
-const indexSlotBytes = 28
+// table is sized to be 55 % full of flows and grows at 80 %, so tables
+// grow by about 1.45 times): 16-byte slots.
+const indexSlotBytes = 24
 
 func newIndexTab(size int) *indexTab {
-	return &indexTab{mask: uint64(size - 1), slots: make([]indexSlot, size)}
+	return &indexTab{slots: make([]indexSlot, size)}
+}
+
+// start is the slot where probing for h starts: the hash's low 56 bits
+// (the top byte picks the shard) scaled to the table's length.
+func (t *indexTab) start(h uint64) int {
+	hi, _ := bits.Mul64(h<<8, uint64(len(t.slots)))
+	return int(hi)
 }
 
 func (x *index) shard(h uint64) *indexShard { return &x.shards[h>>56] }
@@ -66,13 +74,16 @@ func (x *index) get(h uint64) *Flow {
 	if t == nil {
 		return nil
 	}
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.start(h); ; {
 		s := &t.slots[i]
 		switch s.h.Load() {
 		case h:
 			return s.f.Load()
 		case 0:
 			return nil
+		}
+		if i++; i == len(t.slots) {
+			i = 0
 		}
 	}
 }
@@ -122,25 +133,24 @@ func (x *index) del(h uint64, f *Flow) {
 }
 
 // find returns the slot holding h, or the empty slot where h would go.
-func (t *indexTab) find(h uint64) (uint64, bool) {
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+func (t *indexTab) find(h uint64) (int, bool) {
+	for i := t.start(h); ; {
 		switch t.slots[i].h.Load() {
 		case h:
 			return i, true
 		case 0:
 			return i, false
 		}
+		if i++; i == len(t.slots) {
+			i = 0
+		}
 	}
 }
 
-// rehash copies the shard's flows into a new table sized for n flows (at
-// most 40 % full) and publishes it. Called with sh.mu held.
+// rehash copies the shard's flows into a new table sized for n flows (55 %
+// full) and publishes it. Called with sh.mu held.
 func (sh *indexShard) rehash(old *indexTab, n int) *indexTab {
-	size := indexMinSize
-	for 5*n > 2*size {
-		size *= 2
-	}
-	t := newIndexTab(size)
+	t := newIndexTab(max(indexMinSize, n*20/11))
 	live := 0
 	for i := range old.slots {
 		s := &old.slots[i]
