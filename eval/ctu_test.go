@@ -2,6 +2,7 @@ package eval
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,31 +136,42 @@ func runSim(t *testing.T, cfg sim.Config) *Dataset {
 	return runLabelled(t, "sim", dir, lab)
 }
 
-// TestSixtySecondBeaconAlertedWithinTwoHours: a 60 s beacon, exact or
-// jittered by 50 %, from one of 150 hosts, is alerted within 2 h of its
-// first callback in event time.
+// TestSixtySecondBeaconAlertedWithinTwoHours: a 60 s beacon from one of
+// 150 hosts, exact or jittered by 50 %, and from one of 60 or 40 hosts
+// jittered by 20 % (small networks, where prevalence tells less), is alerted
+// within 2 h of its first callback in event time. (An exact 60 s beacon in
+// a network of 60 or 40 hosts is not: docs/evaluation.md, known gaps.)
 func TestSixtySecondBeaconAlertedWithinTwoHours(t *testing.T) {
-	for i, jitter := range []float64{0, 0.5} {
-		ds := runSim(t, sim.SimpleBeacon(150, "10.10.0.7", "sync.beacon-test.net", jitter, int64(700+i)))
-		found := false
+	for _, c := range []struct {
+		hosts  int
+		jitter float64
+		seed   int64
+	}{{150, 0, 700}, {150, 0.5, 701}, {60, 0.2, 7}, {40, 0.2, 7}} {
+		name := fmt.Sprintf("%d hosts, jitter %.2f", c.hosts, c.jitter)
+		ds := runSim(t, sim.SimpleBeacon(c.hosts, "10.10.0.7", "sync.beacon-test.net", c.jitter, c.seed))
+		found, falseAlerts := false, 0
 		for k, f := range ds.Flows {
 			if !f.Malicious {
+				if ds.Detector[k].Alerted {
+					falseAlerts++
+				}
 				continue
 			}
 			found = true
 			o := ds.Detector[k]
 			if !o.Alerted {
-				t.Errorf("jitter %.2f: %s -> %s not alerted", jitter, f.Src, f.Dst)
+				t.Errorf("%s: %s -> %s not alerted", name, f.Src, f.Dst)
 				continue
 			}
 			if d := time.Duration(o.At-f.First) * time.Second; d > 2*time.Hour || d < 0 {
-				t.Errorf("jitter %.2f: alerted %s after the first callback, want within 2 h", jitter, d)
+				t.Errorf("%s: alerted %s after the first callback, want within 2 h", name, d)
 			} else {
-				t.Logf("jitter %.2f: alerted %s after the first callback (score %.3f)", jitter, d, o.Score)
+				t.Logf("%s: alerted %s after the first callback (score %.3f)", name, d, o.Score)
 			}
 		}
 		if !found {
-			t.Errorf("jitter %.2f: no beacon flow in the truth", jitter)
+			t.Errorf("%s: no beacon flow in the truth", name)
 		}
+		t.Logf("%s: %d false alerts among %d benign flows", name, falseAlerts, len(ds.Flows)-1)
 	}
 }

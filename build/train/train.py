@@ -332,9 +332,13 @@ def main(argv=None) -> int:
                 flow_max[f] = p
         calib = np.fromiter(flow_max.values(), dtype=np.float64)
         calib_unit = "benign flows (highest score of each)"
+        kind_of = dict(zip(flow_ids[benign], np.asarray(cols["kind"])[va][benign])) if "kind" in cols else {}
+        highest = sorted(flow_max.items(), key=lambda kv: -kv[1])[:5]
+        highest = [{"flow": f, "kind": str(kind_of.get(f, "")), "score": float(p)} for f, p in highest]
     else:
         calib = p_va[y[va] == 0]
         calib_unit = "benign rows"
+        highest = []
     thr = calibrate_threshold(calib, args.target_fpr)
 
     benign_tr = X[tr][y[tr] == 0]
@@ -360,6 +364,8 @@ def main(argv=None) -> int:
             k: {"rows": int(np.sum(kinds == k)), "flagged": int(np.sum((kinds == k) & (p_va >= thr))), "label": int(round(float(y[va][kinds == k].mean())))}
             for k in sorted(set(kinds.tolist()))
         }
+    if highest:
+        metrics["highest_benign_flows"] = highest
     if te.size:
         p_te = shipped.predict(X[te])
         metrics["test"] = {**metrics_at(y[te], p_te, thr), **ranking_metrics(y[te], p_te)}
@@ -401,6 +407,8 @@ def main(argv=None) -> int:
     print(f"  training  {best_iter} trees (max {args.num_boost_round}, num_leaves {args.num_leaves}) in {t_train:.1f}s")
     print(f"  ranking   validation ROC AUC {v.get('roc_auc', float('nan')):.4f}, average precision {v.get('average_precision', float('nan')):.4f}")
     print(f"  threshold {thr:.6g} for FPR <= {args.target_fpr:g} on {calib.size} validation {calib_unit}")
+    if highest:
+        print("  highest   validation benign flows: " + ", ".join(f"{h['flow']} ({h['kind']}) {h['score']:.4f}" for h in highest))
     print(f"  at it     validation precision {pct(v['precision'])}, recall {pct(v['recall'])}, FPR {pct(v['fpr'])} (tp {v['tp']}, fp {v['fp']}, fn {v['fn']})")
     if "test" in metrics:
         t = metrics["test"]
