@@ -120,10 +120,11 @@ func (f *Flow) is(src, dst []byte) bool { return f.src.ip == string(src) && f.ds
 
 // observe outcomes.
 const (
-	obsCounted   = iota
-	obsNewMinute // counted, the first event of the flow in a newer minute than before
-	obsOld       // before the flow's window
-	obsReleased  // the flow is no longer tracked: look it up again
+	obsCounted    = iota
+	obsSameMinute // counted, in the flow's newest minute, which an earlier event had
+	obsNewMinute  // counted, the first event of the flow in a newer minute than before
+	obsOld        // before the flow's window
+	obsReleased   // the flow is no longer tracked: look it up again
 )
 
 // observe counts one event. due says whether the event moved the flow into
@@ -159,12 +160,15 @@ func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) 
 	if bytes >= 0 {
 		f.size.add(&f.sizeN, float64(bytes))
 	}
-	res = obsCounted
-	if fresh || abs > prevLast {
-		due = abs >= f.marks.NextScore
-		if !fresh {
-			res = obsNewMinute
-		}
+	switch {
+	case fresh:
+		due, res = abs >= f.marks.NextScore, obsCounted
+	case abs > prevLast:
+		due, res = abs >= f.marks.NextScore, obsNewMinute
+	case abs == prevLast:
+		res = obsSameMinute
+	default:
+		res = obsCounted
 	}
 	f.mu.Unlock()
 	return res, due, grew

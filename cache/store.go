@@ -19,6 +19,17 @@
 //     under its lock, and an event that finds its flow released looks it up
 //     again, so no event is counted into a flow that nobody reads: every
 //     flow the store holds has every accepted event since it was created.
+//   - Events for admitted flows do not go through ristretto: the store's
+//     own lock-free index (hash -> *Flow, see index) finds the flow, and an
+//     index hit is checked only by the flow's status (admitted, and not
+//     released under its lock), not by comparing strings: the 64-bit
+//     seeded hash is the flow's identity there (see Store.hash for the
+//     odds). ristretto's Get, the only way to feed its TinyLFU frequency
+//     sketch, is called for a new flow, for every event of a flow not
+//     (yet, or no longer) admitted, and on one in sketchEvery of the
+//     minutes an admitted flow is active in. So ristretto's frequencies
+//     count active minutes, not events: a flow of 1000 events in one
+//     minute ranks with a one-off, a beacon active all day at the top.
 //   - A Set that changes the cost of an admitted flow can race with its
 //     eviction and re-insert the released flow ("zombie"); a Get that
 //     returns a released flow treats it as absent and replaces it in place.
@@ -334,7 +345,12 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 				s.rc.Get(h)
 			}
 		}
-		f.src.mark(abs)
+		if res != obsSameMinute {
+			// An event in the flow's newest minute, which an earlier
+			// event of the flow marked in its source, need not mark it
+			// again (and skips a likely cache miss).
+			f.src.mark(abs)
+		}
 		if grew != 0 && f.status() == statusAdmitted {
 			// The flow's cost changed (cells grew or it went dense): tell
 			// ristretto, an update of the stored item in place. A flow

@@ -260,3 +260,34 @@ func TestIndexAgainstMap(t *testing.T) {
 		t.Fatalf("size %d after deleting all", x.size())
 	}
 }
+
+// SrcOnline counts the minutes in which the source sent anything, over all
+// its flows, events in a flow's newest minute and late events included.
+func TestSourceOnlineMinutes(t *testing.T) {
+	s := newStore(t, Config{Now: fixedNow})
+	src := []byte("10.0.0.9")
+	base := t0.Unix()
+	minutes := map[int64]bool{}
+	r := rand.New(rand.NewPCG(5, 6))
+	var f *Flow
+	for i := 0; i < 3000; i++ {
+		m := int64(r.IntN(600))
+		if i%3 == 0 {
+			m = int64(i / 5) // mostly in order, some late
+		}
+		dst := []byte("d" + strconv.Itoa(r.IntN(20)) + ".example")
+		var res Result
+		if f, _, res = s.Observe(src, dst, base+m*60+int64(r.IntN(60)), 1); res != Counted {
+			t.Fatal(res)
+		}
+		minutes[m] = true
+		if i%500 == 0 {
+			s.Wait()
+		}
+	}
+	var v View
+	s.Snapshot(f, &v)
+	if v.SrcOnline != len(minutes) {
+		t.Fatalf("SrcOnline %d, want %d", v.SrcOnline, len(minutes))
+	}
+}
