@@ -140,3 +140,8 @@ bench-cache:
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkSnapshot|BenchmarkRestore' -cpu 1 -benchtime 3x ./cache
 	BEACONGRID_HEAVY=1 $(GO) test -count=1 -timeout 30m -v -run 'TestHeavyMemoryPerFlow' ./cache
 	BEACONGRID_HEAVY=1 $(GO) test -count=1 -timeout 60m -v -run 'TestHeavyFlood' ./cache
+
+# ---- plugin hot path: instructions per record by part (cachegrind; needs valgrind) ----
+.PHONY: bench-plugin-instructions
+bench-plugin-instructions:
+	build/bench/instructions.sh .
