@@ -176,6 +176,14 @@ func (e *Event) SetInt(slot int, v int64) error {
 
 // SetFloat sets slot from a float value.
 func (e *Event) SetFloat(slot int, v float64) error {
+	if slot == Time && v >= 0 && v <= 1e12 { // the usual, epoch seconds, as setFloat sets them
+		e.Sec, e.HasTime = int64(v), true
+		return nil
+	}
+	return e.setFloat(slot, v)
+}
+
+func (e *Event) setFloat(slot int, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return ErrType
 	}

@@ -2,6 +2,7 @@ package fields
 
 import (
 	"bytes"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -267,5 +268,18 @@ func TestCleanDomainMatchesReference(t *testing.T) {
 			sb.WriteString(alphabet[rnd.IntN(len(alphabet))])
 		}
 		check(sb.String())
+	}
+}
+
+// SetFloat's shortcut for epoch-second times sets what setFloat sets.
+func TestSetFloatTimeShortcut(t *testing.T) {
+	for _, v := range []float64{0, 0.7, -0.5, -1, 1419360720.999999, 1e12, 1e12 + 1, -1e12, math.NaN(), math.Inf(1), math.Inf(-1), math.SmallestNonzeroFloat64} {
+		var fast, ref Event
+		fast.Reset()
+		ref.Reset()
+		errFast, errRef := fast.SetFloat(Time, v), ref.setFloat(Time, v)
+		if (errFast == nil) != (errRef == nil) || !reflect.DeepEqual(fast, ref) {
+			t.Fatalf("SetFloat(Time, %v) = %+v, %v; setFloat %+v, %v", v, fast, errFast, ref, errRef)
+		}
 	}
 }

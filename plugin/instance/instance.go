@@ -146,9 +146,18 @@ func (in *Instance) Flush(data []byte, tag string) int {
 				continue
 			}
 			var err error
-			if v.Kind == chunk.KindStr { // most fields, without setField's call
+			switch v.Kind { // the common kinds without setField's call
+			case chunk.KindStr:
 				err = fe.SetText(slot, v.Str)
-			} else {
+			case chunk.KindUint:
+				if v.Uint > 1<<62 {
+					err = fields.ErrType
+				} else {
+					err = fe.SetInt(slot, int64(v.Uint))
+				}
+			case chunk.KindFloat:
+				err = fe.SetFloat(slot, v.Float)
+			default:
 				err = setField(fe, slot, v)
 			}
 			if err != nil {
