@@ -360,6 +360,33 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 // timestamp, the body's pair count and its offset, or ok false for any
 // other head, which the general path of readEvent then reads.
 func eventHead(b []byte) (sec, nsec int64, n uint32, p int, ok bool) {
+	// The two heads Fluent Bit writes, compared as words: v4.2.8's
+	// [[EventTime, {}], body] with array32 headers, and the fixarray one.
+	const v4 = 0xdd_00_00_00_02_dd_00_00_00_02_d7_00 // 12 bytes, big-endian
+	switch {
+	case len(b) >= 23 && binary.BigEndian.Uint64(b) == v4>>32 && binary.BigEndian.Uint32(b[8:]) == v4&0xffffffff && b[20] == 0x80:
+		p = 12
+	case len(b) >= 15 && binary.BigEndian.Uint32(b) == 0x92_92_d7_00 && b[12] == 0x80:
+		p = 4
+	default:
+		return eventHeadAny(b)
+	}
+	sec, nsec = int64(binary.BigEndian.Uint32(b[p:])), int64(binary.BigEndian.Uint32(b[p+4:]))
+	if sec >= 0xFFFFFFFE { // a group marker
+		return 0, 0, 0, 0, false
+	}
+	p += 9 // past the timestamp and {}
+	switch {
+	case b[p]&0xf0 == 0x80: // fixmap
+		return sec, nsec, uint32(b[p] & 0x0f), p + 1, true
+	case p+3 <= len(b) && b[p] == 0xde: // map16
+		return sec, nsec, uint32(binary.BigEndian.Uint16(b[p+1:])), p + 3, true
+	}
+	return eventHeadAny(b)
+}
+
+// eventHeadAny is eventHead for any of the layouts it accepts.
+func eventHeadAny(b []byte) (sec, nsec int64, n uint32, p int, ok bool) {
 	if p = pairHeader(b, 0); p == 0 {
 		return
 	}

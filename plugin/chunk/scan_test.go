@@ -273,6 +273,22 @@ func TestScanMatchesMsgp(t *testing.T) {
 		for mname, ks := range matchers {
 			sameRead(t, name+"/"+mname, in, ks, ks.Slots(), len(in)/128+1)
 		}
+		// eventHead's word compares agree with eventHeadAny at every
+		// event, whole and cut.
+		for b := in; len(b) > 0; {
+			for c := 0; c <= len(b) && c < 40; c++ {
+				s1, n1, p1, q1, ok1 := eventHead(b[:c:c])
+				s2, n2, p2, q2, ok2 := eventHeadAny(b[:c:c])
+				if ok1 != ok2 || ok1 && (s1 != s2 || n1 != n2 || p1 != p2 || q1 != q2) {
+					t.Fatalf("%s: eventHead(%x) = %v %v %v %v %v, eventHeadAny %v %v %v %v %v", name, b[:c], s1, n1, p1, q1, ok1, s2, n2, p2, q2, ok2)
+				}
+			}
+			o, err := msgp.Skip(b)
+			if err != nil {
+				break
+			}
+			b = o
+		}
 	}
 }
 
