@@ -5,8 +5,10 @@
 // # Flow
 //
 // The plugin appends one JSON alert.Alert per line to the spool. The
-// sidecar's Deliverer reads batches with spool.Reader.Next, checks and
-// enriches each line (Enricher: host.* from an asset inventory, threat.*
+// sidecar's Deliverer reads batches with spool.Reader.Next, checks each
+// line (event.id; beacon.matrix in the string form of alert.Matrix, a
+// legacy array of an older plugin rewritten into it) and enriches it
+// (Enricher: host.* from an asset inventory, threat.*
 // from IOC lists, beacongrid.* first-seen and prevalence from Sightings),
 // sends each batch with one gzip-compressed Elasticsearch _bulk request
 // (_id = alert event.id; op "index" on a plain index, "create" on a data
