@@ -120,8 +120,18 @@ func TestInstancesAreSeparate(t *testing.T) {
 	if res.RCOK != int64(len(chunks)) {
 		t.Fatalf("ok=%d of %d flushes\n%s", res.RCOK, len(chunks), res.Stderr)
 	}
+	// Each instance alerts on its own flow only (how often it re-alerts as
+	// the score rises is the detector's and the model's business).
+	own := func(alerts []string, flow string) bool {
+		for _, a := range alerts {
+			if a != flow {
+				return false
+			}
+		}
+		return len(alerts) > 0
+	}
 	a, b := alertsIn(t, spoolA), alertsIn(t, spoolB)
-	if len(a) != 1 || a[0] != "10.0.0.1->alpha.c2.example" || len(b) != 1 || b[0] != "10.0.0.2->bravo.c2.example" {
+	if !own(a, "10.0.0.1->alpha.c2.example") || !own(b, "10.0.0.2->bravo.c2.example") {
 		t.Fatalf("instance a alerted %v, b alerted %v: each must see only its own flow\n%s", a, b, res.Stderr)
 	}
 	for _, name := range []string{"a", "b"} {
