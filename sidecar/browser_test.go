@@ -339,12 +339,25 @@ func TestBrowserKibanaVegaSpec(t *testing.T) {
 		t.Fatal("no Vega heatmap in the saved objects")
 	}
 	a := browserAlert(4)
-	hit, _ := json.Marshal([]any{map[string]any{"_id": a.Event.ID, "_source": a}})
+	dom := renderKibanaSpec(t, bin, spec, map[string]any{"_id": a.Event.ID, "_source": a})
+	checkCells(t, a.Event.ID, a.Beacon.Matrix, parseCells(t, dom))
+	// An alert without a matrix draws no cell, and no error.
+	a.Beacon.Matrix = nil
+	if n := strings.Count(renderKibanaSpec(t, bin, spec, map[string]any{"_id": a.Event.ID, "_source": a}), `aria-label="h=`); n != 0 {
+		t.Fatalf("an alert without a matrix drew %d cells", n)
+	}
+}
+
+// renderKibanaSpec renders the Vega spec in headless Chromium with hit as
+// the one search hit and returns the page's DOM once it is drawn.
+func renderKibanaSpec(t *testing.T, bin, spec string, hit map[string]any) string {
+	t.Helper()
+	hits, _ := json.Marshal([]any{hit})
 	page := `<!doctype html><html><body data-state="loading"><div id="view"></div>
 <script src="/ui/vega.min.js"></script>
 <script>
 const spec = ` + spec + `;
-const d = spec.data[0]; delete d.url; delete d.format; d.values = ` + string(hit) + `;
+const d = spec.data[0]; delete d.url; delete d.format; d.values = ` + string(hits) + `;
 new vega.View(vega.parse(spec), {renderer: "svg", container: "#view"}).runAsync()
   .then(() => { document.body.dataset.state = "ready"; })
   .catch((e) => { document.body.dataset.state = "error: " + e; });
@@ -361,5 +374,5 @@ new vega.View(vega.parse(spec), {renderer: "svg", container: "#view"}).runAsync(
 	if !strings.Contains(dom, `data-state="ready"`) {
 		t.Fatalf("the Kibana spec did not render:\n%.2000s", dom)
 	}
-	checkCells(t, a.Event.ID, a.Beacon.Matrix, parseCells(t, dom))
+	return dom
 }
