@@ -146,6 +146,9 @@ func TestHeavyMemoryPerFlow(t *testing.T) {
 	t.Logf("tracked %d flows (%d events in %v): heap %.1f MiB = %.0f B/flow; charged %.0f B/flow; RSS %.1f MiB (peak %.1f MiB)",
 		st.Flows, ev, time.Since(start).Round(time.Millisecond), float64(used)/(1<<20), float64(used)/float64(st.Flows),
 		float64(st.Bytes)/float64(st.Flows), float64(cur)/(1<<20), float64(peak)/(1<<20))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("allocated %.1f MiB in all (the heap the GC collected is the peak's headroom), %d GCs", float64(ms.TotalAlloc)/(1<<20), ms.NumGC)
 	t.Logf("%+v", st)
 	if p := os.Getenv("BEACONGRID_MEMPROFILE"); p != "" {
 		f, err := os.Create(p)
