@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -118,10 +120,24 @@ func newFeaturesCmd() *cobra.Command {
 				rows++
 				return sm.ActiveMinutes
 			}
-			// Checkpoints sample every flow, including ones gone quiet.
+			// Checkpoints sample every flow, including ones gone quiet, in
+			// (src, dst) order: Store.Range walks hash maps, whose order
+			// changes from run to run, and the row order changes what
+			// LightGBM learns (its binning sample and bagging pick rows by
+			// index), so an unsorted walk made the training set, and the
+			// model, differ between two runs on the same logs.
+			var ckpt []checkpointFlow
 			emit := func() {
 				store.Wait()
-				store.Range(func(fl *cache.Flow) bool { write(fl); return true })
+				ckpt = ckpt[:0]
+				store.Range(func(fl *cache.Flow) bool {
+					ckpt = append(ckpt, checkpointFlow{fl.Src(), fl.Dst(), fl})
+					return true
+				})
+				slices.SortFunc(ckpt, compareCheckpoint)
+				for _, c := range ckpt {
+					write(c.fl)
+				}
 			}
 			// Growth samples: when the detector would score a flow, take a row
 			// each time its active minutes have grown by half since the last
@@ -192,4 +208,19 @@ func activeMinutes(v *cache.View) int {
 		}
 	}
 	return n
+}
+
+// checkpointFlow is a flow met by a checkpoint, with its key for sorting.
+type checkpointFlow struct {
+	src, dst string
+	fl       *cache.Flow
+}
+
+// compareCheckpoint orders checkpoint flows by source, then destination: a
+// flow's key, so the order is total.
+func compareCheckpoint(a, b checkpointFlow) int {
+	if c := strings.Compare(a.src, b.src); c != 0 {
+		return c
+	}
+	return strings.Compare(a.dst, b.dst)
 }
