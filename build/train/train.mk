@@ -14,6 +14,9 @@
 #   parity       Re-score rows with LightGBM running live in the venv, then run
 #                the Go parity test against those fresh predictions, for the
 #                committed test model and for the default model.
+#   train-order  Check that train.py's model does not depend on the CSV's row
+#                order: trains on synthetic rows and on the same rows shuffled,
+#                and fails unless the two model files are byte for byte equal.
 #   parity-testdata  Regenerate the committed parity test model and CSV
 #                (build/model/testdata); only when the format or pins change.
 #
@@ -46,7 +49,7 @@ PARITY_INPUT ?=
 BG_PY := $(VENV)/bin/python
 BG_PIP_ENV := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
-.PHONY: venv train train-synth parity parity-testdata
+.PHONY: venv train train-synth train-order parity parity-testdata
 
 venv: $(VENV)/.ok
 
@@ -92,3 +95,16 @@ parity-testdata: $(VENV)/.ok
 		--version-prefix parity-test --out-model $(BG_MODEL_DIR)/testdata/parity_model.txt --out-meta $(BG_MODEL_DIR)/testdata/parity_model.json
 	$(BG_PY) $(BG_TRAIN_DIR)/predict.py --model $(BG_MODEL_DIR)/testdata/parity_model.txt --input $(PARITY_DIR)/synth-rows.csv \
 		--edge-rows --probe-rows 600 --seed 1 --out $(BG_MODEL_DIR)/testdata/parity.csv
+
+ORDER_DIR ?= .cache/train-order
+train-order: $(VENV)/.ok
+	@mkdir -p $(ORDER_DIR)
+	$(BG_PY) $(BG_TRAIN_DIR)/synth_features.py --flows 3000 --seed 13 --out $(ORDER_DIR)/rows.csv
+	$(BG_PY) -c 'import random, sys; h, *r = open(sys.argv[1]).readlines(); random.Random(5).shuffle(r); open(sys.argv[2], "w").writelines([h] + r)' \
+		$(ORDER_DIR)/rows.csv $(ORDER_DIR)/shuffled.csv
+	cmp -s $(ORDER_DIR)/rows.csv $(ORDER_DIR)/shuffled.csv && { echo "train-order: shuffle left the rows in place" >&2; exit 1; } || true
+	for f in rows shuffled; do SOURCE_DATE_EPOCH=0 $(BG_PY) $(BG_TRAIN_DIR)/train.py --features $(ORDER_DIR)/$$f.csv \
+		--num-boost-round 40 --early-stopping 0 --decreasing '' --target-fpr 0.01 \
+		--out-model $(ORDER_DIR)/$$f.txt --out-meta $(ORDER_DIR)/$$f.json >/dev/null || exit 1; done
+	cmp $(ORDER_DIR)/rows.txt $(ORDER_DIR)/shuffled.txt
+	@echo "train-order: the same rows in another order train the same model ($$(sha256sum < $(ORDER_DIR)/rows.txt | cut -c1-12))"

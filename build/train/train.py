@@ -28,8 +28,10 @@ Threshold: the smallest score t such that, on validation benign rows, the
 share with score >= t is at most --target-fpr. The Go detector alerts when
 score >= threshold.
 
-Training is deterministic for a given input, seed and LightGBM build
-(deterministic=True, force_row_wise=True, fixed num_threads).
+Training is deterministic for a given set of rows, seed and LightGBM build
+(deterministic=True, force_row_wise=True, fixed num_threads): rows are put in
+one canonical order (group, src, dst, at_minute, then the whole row) before
+anything else, so the file's row order does not matter.
 """
 
 from __future__ import annotations
@@ -70,6 +72,31 @@ def parse_float(s: str, where: str) -> float:
         raise DataError(f"{where}: not a number: {s!r}") from None
 
 
+def canonical_key(header):
+    """Sort key putting rows in one order whatever order the file has them in:
+    group, src, dst, at_minute (as a number), then the whole row. LightGBM's
+    result depends on row order (its binning sample and bagging pick rows by
+    index), so without this the same rows in another order train another
+    model. Rows equal in every column are interchangeable."""
+    at = {h: header.index(h) for h in ("group", "src", "dst", "at_minute") if h in header}
+
+    def minute(s):
+        try:
+            return float(s)
+        except ValueError:
+            return math.inf
+
+    def key(item):
+        row = item[1]
+        return (
+            tuple(row[at[h]] for h in ("group", "src", "dst") if h in at),
+            minute(row[at["at_minute"]]) if "at_minute" in at else 0.0,
+            row,
+        )
+
+    return key
+
+
 def read_features_csv(path: str, exclude=()):
     """Return (feature_names, X float64[n, f], y int[n], columns dict of the
     non-feature string columns that are present). Columns named in exclude
@@ -98,13 +125,17 @@ def read_features_csv(path: str, exclude=()):
             raise DataError(f"{path}: feature names must not be empty or contain whitespace or any of \"',:[]{{}}: {bad}")
         li = header.index(LABEL)
         extra = {h: header.index(h) for h in NON_FEATURE if h in header}
-        X, y = [], []
-        cols = {h: [] for h in extra}
+        rows = []
         for lineno, row in enumerate(r, start=2):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
                 raise DataError(f"{path}:{lineno}: {len(row)} fields, header has {len(header)}")
+            rows.append((lineno, row))
+        rows.sort(key=canonical_key(header))
+        X, y = [], []
+        cols = {h: [] for h in extra}
+        for lineno, row in rows:
             lab = row[li].strip()
             if lab not in ("0", "1", "0.0", "1.0"):
                 raise DataError(f"{path}:{lineno}: label must be 0 or 1, got {lab!r}")
