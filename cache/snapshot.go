@@ -464,11 +464,28 @@ func (d *decoder) flow(wm int32) (restoredFlow, bool) {
 func (s *Store) install(sn *snapshot) {
 	for wm := s.wm.Load(); sn.wm > wm && !s.wm.CompareAndSwap(wm, sn.wm); wm = s.wm.Load() {
 	}
+	// The flows go to ristretto grouped by its store shard (key mod 256),
+	// so that one shard's map is filled while it is in the CPU's caches:
+	// the hashes are seeded per process, so the file's order (the old
+	// store's shards) is random to this one.
 	hs := make([]uint64, len(sn.flows))
+	var at [257]int32 // counting sort by shard: at[k] is where shard k-1's flows start
 	for i, rf := range sn.flows {
-		f := rf.f
-		h := s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
-		hs[i] = h
+		hs[i] = s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
+		at[hs[i]%256+1]++
+	}
+	for k := 1; k < len(at); k++ {
+		at[k] += at[k-1]
+	}
+	order := make([]int32, len(sn.flows))
+	for i := range hs {
+		k := hs[i] % 256
+		order[at[k]] = int32(i)
+		at[k]++
+	}
+	for _, i := range order {
+		rf := sn.flows[i]
+		f, h := rf.f, hs[i]
 		f.src, f.dst = s.tab.acquire(rf.key[:rf.sl], rf.key[rf.sl+1:])
 		s.flows.Add(1)
 		s.bytes.Add(f.bytes())
@@ -483,8 +500,8 @@ func (s *Store) install(sn *snapshot) {
 		}
 	}
 	s.rc.Wait()
-	for i, rf := range sn.flows {
-		f := rf.f
+	for _, i := range order {
+		f := sn.flows[i].f
 		switch cur, ok := s.rc.Get(hs[i]); {
 		case ok && cur == f:
 			f.setStatus(statusAdmitted)
