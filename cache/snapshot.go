@@ -209,8 +209,8 @@ func (s *source) appendTo(b []byte) []byte {
 // Restored flows are offered to ristretto like new ones; those it refuses
 // stay pending as long as they are active (see settle) and the others are
 // dropped (Stats.Restored counts the kept ones).
-// ristretto's frequency sketch is not saved: restored flows start with the
-// frequency their restore gives them.
+// ristretto's frequency sketch is not saved: a restored flow's frequency
+// starts to count at its first event.
 func (s *Store) Restore(path string) (SnapshotStats, error) {
 	start := time.Now()
 	var st SnapshotStats
@@ -464,28 +464,11 @@ func (d *decoder) flow(wm int32) (restoredFlow, bool) {
 func (s *Store) install(sn *snapshot) {
 	for wm := s.wm.Load(); sn.wm > wm && !s.wm.CompareAndSwap(wm, sn.wm); wm = s.wm.Load() {
 	}
-	// The flows go to ristretto grouped by its store shard (key mod 256),
-	// so that one shard's map is filled while it is in the CPU's caches:
-	// the hashes are seeded per process, so the file's order (the old
-	// store's shards) is random to this one.
 	hs := make([]uint64, len(sn.flows))
-	var at [257]int32 // counting sort by shard: at[k] is where shard k-1's flows start
 	for i, rf := range sn.flows {
-		hs[i] = s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
-		at[hs[i]%256+1]++
-	}
-	for k := 1; k < len(at); k++ {
-		at[k] += at[k-1]
-	}
-	order := make([]int32, len(sn.flows))
-	for i := range hs {
-		k := hs[i] % 256
-		order[at[k]] = int32(i)
-		at[k]++
-	}
-	for _, i := range order {
-		rf := sn.flows[i]
-		f, h := rf.f, hs[i]
+		f := rf.f
+		h := s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
+		hs[i] = h
 		f.src, f.dst = s.tab.acquire(rf.key[:rf.sl], rf.key[rf.sl+1:])
 		s.flows.Add(1)
 		s.bytes.Add(f.bytes())
@@ -499,14 +482,19 @@ func (s *Store) install(sn *snapshot) {
 			src.restore(rs.last, &rs.bits)
 		}
 	}
+	// When Wait returns, ristretto has decided on every Set and called
+	// back for each flow it refused or evicted (settle: pending, status
+	// refused, or released). A flow still in flight is held. No Get is
+	// made here: a restored flow's first event reaches ristretto's Get
+	// through lookup, which is when its frequency starts to count.
 	s.rc.Wait()
-	for _, i := range order {
-		f := sn.flows[i].f
-		switch cur, ok := s.rc.Get(hs[i]); {
-		case ok && cur == f:
+	for i, rf := range sn.flows {
+		f := rf.f
+		switch st := f.state.Load(); {
+		case st == statusInFlight:
 			f.setStatus(statusAdmitted)
 			s.restored.Add(1)
-		case s.pendingHolds(hs[i], f): // refused, and kept pending by settle
+		case st&released == 0 && s.pendingHolds(hs[i], f): // refused, and kept pending by settle
 			s.restored.Add(1)
 		default:
 			s.release(f)
