@@ -60,7 +60,8 @@ func newIndexTab(size int) *indexTab {
 }
 
 // start is the slot where probing for h starts: the hash's low 56 bits
-// (the top byte picks the shard) scaled to the table's length.
+// (the top byte picks the shard) scaled to the table's length, so the
+// hash must be uniform in those bits too (Store.hash is).
 func (t *indexTab) start(h uint64) int {
 	hi, _ := bits.Mul64(h<<8, uint64(len(t.slots)))
 	return int(hi)
