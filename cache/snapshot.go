@@ -464,7 +464,19 @@ func (d *decoder) flow(wm int32) (restoredFlow, bool) {
 func (s *Store) install(sn *snapshot) {
 	for wm := s.wm.Load(); sn.wm > wm && !s.wm.CompareAndSwap(wm, sn.wm); wm = s.wm.Load() {
 	}
+	// The flows are prepared in the file's order (their data lies in that
+	// order in memory), then offered to ristretto grouped by its store
+	// shard (key mod 256), so that it fills one shard's map at a time:
+	// the hashes are seeded per process, so the file's order is random
+	// to this store's maps.
+	type offer struct {
+		h    uint64
+		f    *Flow
+		cost int64
+	}
 	hs := make([]uint64, len(sn.flows))
+	offers := make([]offer, len(sn.flows))
+	var at [257]int // counting sort by shard: at[k+1] counts shard k
 	for i, rf := range sn.flows {
 		f := rf.f
 		h := s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
@@ -472,7 +484,18 @@ func (s *Store) install(sn *snapshot) {
 		f.src, f.dst = s.tab.acquire(rf.key[:rf.sl], rf.key[rf.sl+1:])
 		s.flows.Add(1)
 		s.bytes.Add(f.bytes())
-		for !s.rc.Set(h, f, f.bytes()) {
+		at[h%256+1]++
+	}
+	for k := 1; k < len(at); k++ {
+		at[k] += at[k-1]
+	}
+	for i, rf := range sn.flows {
+		k := hs[i] % 256
+		offers[at[k]] = offer{hs[i], rf.f, rf.f.bytes()}
+		at[k]++
+	}
+	for _, o := range offers {
+		for !s.rc.Set(o.h, o.f, o.cost) {
 			s.rc.Wait() // the buffer is full: let ristretto catch up
 		}
 	}
