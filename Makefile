@@ -46,7 +46,7 @@ demo: $(BIN)/beacongrid
 	@echo "alerts: $(OUT)/demo/alerts.jsonl  report: $(OUT)/demo/report.md  truth: $(OUT)/demo/logs/truth.csv"
 
 # ---- tests ----
-test: unit parity integration
+test: unit parity train-order integration
 
 unit: build
 	$(GO) vet ./...
