@@ -148,6 +148,47 @@ func (c *counts) add(abs int32, n uint16) bool {
 	return true
 }
 
+// minuteCount is a minute and its count, as a snapshot stores them.
+type minuteCount struct {
+	abs int32
+	n   uint16
+}
+
+// load sets empty counts to cells (minutes ascending and in one window,
+// counts not 0, at least one). The result is what adding the cells one
+// at a time gives, array length included (so the same bytes), with one
+// allocation.
+func (c *counts) load(cells []minuteCount) {
+	c.last = cells[len(cells)-1].abs
+	if len(cells) > denseAfter {
+		c.setCells(make([]cell, denseCells))
+		c.base = denseBase
+		for _, x := range cells {
+			c.set(mod(x.abs), x.n)
+		}
+		return
+	}
+	c.base = cells[0].abs - Minutes + 1
+	s := slices.Grow([]cell(nil), int(grownCap[len(cells)]))[:len(cells)]
+	for i, x := range cells {
+		s[i] = cell{off: uint16(x.abs - c.base), n: x.n}
+	}
+	c.setCells(s)
+}
+
+// grownCap[n] is the array length of sparse counts that grew to n cells
+// one cell at a time (add's growth).
+var grownCap = func() (t [denseAfter + 1]uint16) {
+	c := 0
+	for n := 1; n <= denseAfter; n++ {
+		if n > c {
+			c = cap(slices.Grow([]cell(nil), c+1+c/4))
+		}
+		t[n] = uint16(c)
+	}
+	return t
+}()
+
 // advance moves the window end to abs (> last), forgetting minutes that
 // fall out of the window.
 func (c *counts) advance(abs int32) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 	"math"
 	"os"
@@ -230,9 +231,9 @@ func (s *Store) Restore(path string) (SnapshotStats, error) {
 	if size < int64(len(snapMagic))+4+4 {
 		return st, bad("%d bytes is too short to be a snapshot", size)
 	}
-	// Pass 1: the checksum, streaming.
+	// Pass 1: the checksum, streaming (CRC-32C is hardware-accelerated).
 	h := crc32.New(crcTable)
-	if _, err := io.Copy(h, io.NewSectionReader(fh, 0, size-4)); err != nil {
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(fh, 0, size-4), make([]byte, 1<<20)); err != nil {
 		return st, fmt.Errorf("cache: restore: %w", err)
 	}
 	var tail [4]byte
@@ -254,7 +255,7 @@ func (s *Store) Restore(path string) (SnapshotStats, error) {
 		return st, bad("checksum mismatch (crc32c %08x, file says %08x): the file is corrupt or truncated", got, want)
 	}
 	// Pass 2: decode everything without touching the store.
-	d := decoder{r: bufio.NewReaderSize(io.NewSectionReader(fh, 12, size-16), 1<<20)}
+	d := newDecoder(s, io.NewSectionReader(fh, 12, size-16))
 	snap, err := d.decode()
 	if err != nil {
 		return st, bad("%v", err)
@@ -264,16 +265,48 @@ func (s *Store) Restore(path string) (SnapshotStats, error) {
 	return st, nil
 }
 
+// snapshot is a decoded file. The flows' sources and destinations are
+// interned while decoding (a source has many flows, a destination often
+// too): each distinct name is one string, hashed once, and is acquired
+// from the store's table once for all its flows.
 type snapshot struct {
-	wm    int32
-	flows []restoredFlow
-	srcs  []restoredSource
+	wm     int32
+	flows  [][]restoredFlow // in chunks of flowChunk, so that no array is copied as it grows
+	nflows int
+	bytes  int64    // of the flows
+	names  [2]names // sources, destinations
+	srcs   []restoredSource
 }
 
+const flowChunk = 1 << 14
+
 type restoredFlow struct {
-	f   *Flow
-	key []byte // src + "\x00" + dst
-	sl  int    // source length
+	f        *Flow
+	h        uint64 // Store.hash of its key
+	src, dst int32  // indexes into snapshot.names
+	cost     int64  // its bytes, taken while it is in the CPU's cache
+}
+
+// names interns the sources (or destinations) of a snapshot's flows.
+type names struct {
+	idx  map[string]int32
+	name []string
+	hash []uint64 // maphash under the store's seed
+	refs []int32  // flows using the name
+}
+
+func (n *names) intern(s *Store, b []byte) int32 {
+	if i, ok := n.idx[string(b)]; ok {
+		n.refs[i]++
+		return i
+	}
+	i := int32(len(n.name))
+	str := string(b)
+	n.idx[str] = i
+	n.name = append(n.name, str)
+	n.hash = append(n.hash, maphash.String(s.seed, str))
+	n.refs = append(n.refs, 1)
+	return i
 }
 
 type restoredSource struct {
@@ -282,61 +315,134 @@ type restoredSource struct {
 	bits [(Minutes + 63) / 64]uint64
 }
 
+// decoder reads a snapshot from a window of a buffered reader: fields are
+// decoded from the window in place (binary.Uvarint on a slice, no call per
+// byte), which is refilled whenever it holds less than the next field may
+// need. The window is never longer than the reader's buffer, so the file
+// is streamed, not read whole into memory.
 type decoder struct {
-	r   *bufio.Reader
-	err error
+	s     *Store // for the hash seed only: decoding never touches the store
+	r     *bufio.Reader
+	b     []byte // the window: r's next bytes
+	p     int    // bytes of b consumed
+	eof   bool   // b holds everything that is left
+	err   error
+	key   []byte // the current flow's key
+	cells []minuteCount
+}
+
+const decodeWindow = 64 << 10
+
+func newDecoder(s *Store, r io.Reader) *decoder {
+	return &decoder{s: s, r: bufio.NewReaderSize(r, 1<<20), cells: make([]minuteCount, 0, Minutes)}
 }
 
 var errTruncated = errors.New("unexpected end of data")
 
-func (d *decoder) uvarint(limit uint64, what string) uint64 {
+// refill makes the window start at the first unconsumed byte and hold as
+// much as the reader can give, up to decodeWindow bytes.
+func (d *decoder) refill() {
+	if d.eof || d.err != nil {
+		return
+	}
+	d.r.Discard(d.p)
+	d.p = 0
+	b, err := d.r.Peek(decodeWindow)
+	d.b = b
+	switch {
+	case err == io.EOF:
+		d.eof = true
+	case err != nil:
+		d.err = err
+	}
+}
+
+// rawUvarint reads a varint; the one-byte case (most fields) is inlined.
+func (d *decoder) rawUvarint() uint64 {
+	if p := d.p; p < len(d.b) && d.b[p] < 0x80 {
+		d.p = p + 1
+		return uint64(d.b[p])
+	}
+	return d.longUvarint()
+}
+
+func (d *decoder) longUvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, err := binary.ReadUvarint(d.r)
-	if err != nil {
-		d.fail(err)
-		return 0
+	if len(d.b)-d.p < binary.MaxVarintLen64 {
+		d.refill()
 	}
+	v, n := binary.Uvarint(d.b[d.p:])
+	switch {
+	case n > 0:
+		d.p += n
+		return v
+	case n == 0:
+		d.fail(errTruncated)
+	default:
+		d.fail(errors.New("varint overflows a 64-bit integer"))
+	}
+	return 0
+}
+
+func (d *decoder) uvarint(limit uint64, what string) uint64 {
+	v := d.rawUvarint()
 	if v > limit {
-		d.err = fmt.Errorf("%s %d out of range (max %d)", what, v, limit)
-		return 0
+		return d.outOfRange(v, limit, what)
 	}
 	return v
+}
+
+func (d *decoder) outOfRange(v, limit uint64, what string) uint64 {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s %d out of range (max %d)", what, v, limit)
+	}
+	return 0
 }
 
 func (d *decoder) varint(lo, hi int64, what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, err := binary.ReadVarint(d.r)
-	if err != nil {
-		d.fail(err)
-		return 0
+	ux := d.rawUvarint()
+	v := int64(ux >> 1) // zig-zag, as binary.Varint
+	if ux&1 != 0 {
+		v = ^v
 	}
 	if v < lo || v > hi {
-		d.err = fmt.Errorf("%s %d out of range [%d, %d]", what, v, lo, hi)
-		return 0
+		return d.varintOutOfRange(v, lo, hi, what)
 	}
 	return v
 }
 
-func (d *decoder) fail(err error) {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		err = errTruncated
+func (d *decoder) varintOutOfRange(v, lo, hi int64, what string) int64 {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s %d out of range [%d, %d]", what, v, lo, hi)
 	}
-	d.err = err
+	return 0
 }
 
-func (d *decoder) bytes(n int) []byte {
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+// fixed returns the next n bytes (n <= decodeWindow), valid until the
+// next read; nil after an error.
+func (d *decoder) fixed(n int) []byte {
 	if d.err != nil {
 		return nil
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(d.r, b); err != nil {
-		d.fail(err)
-		return nil
+	if len(d.b)-d.p < n {
+		d.refill()
+		if d.err == nil && len(d.b)-d.p < n {
+			d.fail(errTruncated)
+		}
+		if d.err != nil {
+			return nil
+		}
 	}
+	b := d.b[d.p : d.p+n : d.p+n]
+	d.p += n
 	return b
 }
 
@@ -356,19 +462,6 @@ func (d *decoder) u64() uint64 {
 	return binary.LittleEndian.Uint64(b)
 }
 
-func (d *decoder) fixed(n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	b, err := d.r.Peek(n)
-	if err != nil {
-		d.fail(err)
-		return nil
-	}
-	d.r.Discard(n)
-	return b
-}
-
 func (d *decoder) float(what string) float64 {
 	v := math.Float64frombits(d.u64())
 	if d.err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
@@ -379,21 +472,33 @@ func (d *decoder) float(what string) float64 {
 
 func (d *decoder) decode() (*snapshot, error) {
 	sn := &snapshot{}
+	for i := range sn.names {
+		sn.names[i].idx = make(map[string]int32)
+	}
 	if m := d.varint(0, math.MaxInt32, "window"); d.err == nil && m != Minutes {
 		return nil, fmt.Errorf("window of %d minutes, this build keeps %d", m, Minutes)
 	}
 	sn.wm = int32(d.varint(math.MinInt32+Minutes, math.MaxInt32, "watermark"))
+	var chunk []restoredFlow
 	for d.err == nil {
-		rf, ok := d.flow(sn.wm)
-		if !ok {
+		if len(chunk) == cap(chunk) {
+			if chunk != nil {
+				sn.flows = append(sn.flows, chunk)
+			}
+			chunk = make([]restoredFlow, 0, flowChunk)
+		}
+		if !d.flow(sn, &chunk) {
 			break
 		}
-		sn.flows = append(sn.flows, rf)
+		sn.nflows++
+	}
+	if len(chunk) > 0 {
+		sn.flows = append(sn.flows, chunk)
 	}
 	nsrc := d.uvarint(1<<32, "sources")
 	for i := uint64(0); i < nsrc && d.err == nil; i++ {
 		var rs restoredSource
-		rs.ip = string(d.bytes(int(d.uvarint(MaxKeyLen, "address length"))))
+		rs.ip = string(d.fixed(int(d.uvarint(MaxKeyLen, "address length"))))
 		rs.last = int32(d.varint(math.MinInt32+Minutes, int64(sn.wm), "source minute"))
 		for j := range rs.bits {
 			rs.bits[j] = d.u64()
@@ -403,25 +508,30 @@ func (d *decoder) decode() (*snapshot, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if _, err := d.r.ReadByte(); err != io.EOF {
+	if d.refill(); d.err != nil {
+		return nil, d.err
+	}
+	if d.p < len(d.b) {
 		return nil, errors.New("data after the end of the snapshot")
 	}
 	return sn, nil
 }
 
-// flow decodes one flow record; false at the end marker or an error.
-func (d *decoder) flow(wm int32) (restoredFlow, bool) {
+// flow decodes one flow record and appends it to *chunk; false at the end
+// marker or an error.
+func (d *decoder) flow(sn *snapshot, chunk *[]restoredFlow) bool {
 	kl := int(d.uvarint(MaxKeyLen, "key length"))
 	if kl == 0 || d.err != nil {
-		return restoredFlow{}, false
+		return false
 	}
-	key := d.bytes(kl)
+	d.key = append(d.key[:0], d.fixed(kl)...) // the window moves on refills
+	key := d.key
 	sl := int(d.uvarint(uint64(kl), "source length"))
 	if d.err == nil && (sl == 0 || sl >= kl-1 || key[sl] != 0) {
 		d.err = fmt.Errorf("flow key %q: bad source length %d", key, sl)
 	}
 	if d.err != nil {
-		return restoredFlow{}, false
+		return false
 	}
 	f := &Flow{}
 	f.firstSec = uint32(d.uvarint(math.MaxUint32, "first second"))
@@ -434,11 +544,12 @@ func (d *decoder) flow(wm int32) (restoredFlow, bool) {
 	f.marks.NextScore = int32(d.varint(math.MinInt32, math.MaxInt32, "next score"))
 	f.marks.AlertMinute = int32(d.varint(math.MinInt32, math.MaxInt32, "alert minute"))
 	f.marks.AlertScore = math.Float32frombits(d.u32())
-	last := int32(d.varint(math.MinInt32+Minutes, int64(wm), "last minute"))
+	last := int32(d.varint(math.MinInt32+Minutes, int64(sn.wm), "last minute"))
 	nc := int(d.uvarint(Minutes, "cells"))
 	if d.err == nil && nc == 0 {
 		d.err = fmt.Errorf("flow %q has no counts", key)
 	}
+	cells := d.cells[:0]
 	prev := last - Minutes
 	for i := 0; i < nc && d.err == nil; i++ {
 		abs := prev + int32(d.uvarint(uint64(last-prev), "cell minute"))
@@ -446,53 +557,75 @@ func (d *decoder) flow(wm int32) (restoredFlow, bool) {
 		if d.err == nil && (abs == prev || n == 0) {
 			d.err = fmt.Errorf("flow %q: cells out of order or empty", key)
 		}
-		if d.err == nil {
-			f.add(abs, uint16(n))
-		}
+		cells = append(cells, minuteCount{abs, uint16(n)})
 		prev = abs
 	}
-	if d.err == nil && f.last != last {
-		d.err = fmt.Errorf("flow %q: newest cell %d is not its last minute %d", key, f.last, last)
+	if d.err == nil && prev != last {
+		d.err = fmt.Errorf("flow %q: newest cell %d is not its last minute %d", key, prev, last)
 	}
 	if d.err != nil {
-		return restoredFlow{}, false
+		return false
 	}
-	return restoredFlow{f: f, key: key, sl: sl}, true
+	f.counts.load(cells)
+	cost := f.bytes()
+	sn.bytes += cost
+	si, di := sn.names[0].intern(d.s, key[:sl]), sn.names[1].intern(d.s, key[sl+1:])
+	*chunk = append(*chunk, restoredFlow{
+		f: f, src: si, dst: di,
+		h:    mixHash(sn.names[0].hash[si], sn.names[1].hash[di]),
+		cost: cost,
+	})
+	return true
 }
 
 // install adds decoded flows and sources to the store.
 func (s *Store) install(sn *snapshot) {
 	for wm := s.wm.Load(); sn.wm > wm && !s.wm.CompareAndSwap(wm, sn.wm); wm = s.wm.Load() {
 	}
+	// Each source and destination is acquired once for all its flows; the
+	// memory they take is charged before the flows are offered.
+	srcs := make([]*source, len(sn.names[0].name))
+	for i, ip := range sn.names[0].name {
+		srcs[i] = s.tab.acquireSource(ip, sn.names[0].refs[i])
+	}
+	dsts := make([]*dest, len(sn.names[1].name))
+	for i, name := range sn.names[1].name {
+		dsts[i] = s.tab.acquireDest(name, sn.names[1].refs[i])
+	}
+	s.chargeShared()
 	// The flows are prepared in the file's order (their data lies in that
 	// order in memory), then offered to ristretto grouped by its store
 	// shard (key mod 256), so that it fills one shard's map at a time:
 	// the hashes are seeded per process, so the file's order is random
 	// to this store's maps.
+	var at [257]int32 // counting sort by shard: at[k+1] counts shard k
+	for _, chunk := range sn.flows {
+		for i := range chunk {
+			rf := &chunk[i]
+			rf.f.src, rf.f.dst = srcs[rf.src], dsts[rf.dst]
+			at[rf.h%256+1]++
+		}
+	}
+	s.flows.Add(int64(sn.nflows))
+	s.bytes.Add(sn.bytes)
+	for k := 1; k < len(at); k++ {
+		at[k] += at[k-1]
+	}
+	// The offers are copied, not indexed: the Set loop then reads them in
+	// order (the scatter writes 256 sequential streams).
 	type offer struct {
 		h    uint64
 		f    *Flow
 		cost int64
 	}
-	hs := make([]uint64, len(sn.flows))
-	offers := make([]offer, len(sn.flows))
-	var at [257]int // counting sort by shard: at[k+1] counts shard k
-	for i, rf := range sn.flows {
-		f := rf.f
-		h := s.hash(rf.key[:rf.sl], rf.key[rf.sl+1:])
-		hs[i] = h
-		f.src, f.dst = s.tab.acquire(rf.key[:rf.sl], rf.key[rf.sl+1:])
-		s.flows.Add(1)
-		s.bytes.Add(f.bytes())
-		at[h%256+1]++
-	}
-	for k := 1; k < len(at); k++ {
-		at[k] += at[k-1]
-	}
-	for i, rf := range sn.flows {
-		k := hs[i] % 256
-		offers[at[k]] = offer{hs[i], rf.f, rf.f.bytes()}
-		at[k]++
+	offers := make([]offer, sn.nflows)
+	for _, chunk := range sn.flows {
+		for i := range chunk {
+			rf := &chunk[i]
+			k := rf.h % 256
+			offers[at[k]] = offer{rf.h, rf.f, rf.cost}
+			at[k]++
+		}
 	}
 	for _, o := range offers {
 		for !s.rc.Set(o.h, o.f, o.cost) {
@@ -511,16 +644,19 @@ func (s *Store) install(sn *snapshot) {
 	// made here: a restored flow's first event reaches ristretto's Get
 	// through lookup, which is when its frequency starts to count.
 	s.rc.Wait()
-	for i, rf := range sn.flows {
-		f := rf.f
-		switch st := f.state.Load(); {
-		case st == statusInFlight:
-			f.setStatus(statusAdmitted)
-			s.restored.Add(1)
-		case st&released == 0 && s.pendingHolds(hs[i], f): // refused, and kept pending by settle
-			s.restored.Add(1)
-		default:
-			s.release(f)
+	for _, chunk := range sn.flows {
+		for i := range chunk {
+			rf := &chunk[i]
+			f := rf.f
+			switch st := f.state.Load(); {
+			case st == statusInFlight:
+				f.setStatus(statusAdmitted)
+				s.restored.Add(1)
+			case st&released == 0 && s.pendingHolds(rf.h, f): // refused, and kept pending by settle
+				s.restored.Add(1)
+			default:
+				s.release(f)
+			}
 		}
 	}
 }

@@ -136,6 +136,37 @@ func (t *table) acquire(ip, dst []byte) (*source, *dest) {
 	return s, d
 }
 
+// acquireSource and acquireDest are acquire for n flows of one name at
+// once (Restore). The name is kept, not copied.
+func (t *table) acquireSource(ip string, n int32) *source {
+	sh := &t.shards[xxhash.Sum64String(ip)%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s := sh.srcs[ip]
+	if s == nil {
+		s = &source{ip: ip}
+		sh.srcs[ip] = s
+		t.nsrc.Add(1)
+		t.bytes.Add(sourceBytes(len(ip)))
+	}
+	s.flows += n
+	return s
+}
+
+func (t *table) acquireDest(name string, n int32) *dest {
+	dh := &t.shards[xxhash.Sum64String(name)%shards]
+	dh.mu.Lock()
+	defer dh.mu.Unlock()
+	d := dh.dsts[name]
+	if d == nil {
+		d = &dest{name: name}
+		dh.dsts[name] = d
+		t.bytes.Add(destBytes(len(name)))
+	}
+	d.flows += n
+	return d
+}
+
 // release undoes acquire.
 func (t *table) release(s *source, d *dest) {
 	sh := &t.shards[xxhash.Sum64String(s.ip)%shards]
