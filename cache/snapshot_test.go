@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,5 +253,87 @@ func TestRestoreSnapshotOfEarlierBuild(t *testing.T) {
 		if g, ok := got[k]; !ok || g != w {
 			t.Fatalf("flow %q: restored view differs\n got %+v\nwant %+v", k, summary(g), summary(w))
 		}
+	}
+}
+
+// counts.load, which Restore uses, gives what adding the same cells one at
+// a time gives: the same cells, base, window end, array length (so the
+// same bytes) and form, sparse and dense.
+func TestCountsLoadMatchesAdd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 2, 3, 5, 9, 17, 40, 100, 255, 511, 512, 513, 700, Minutes} {
+		for rep := 0; rep < 3; rep++ {
+			last := int32(30_000_000 + rng.IntN(5000))
+			mins := rng.Perm(Minutes)[:n]
+			slices.Sort(mins)
+			mins[n-1] = Minutes - 1 // the newest cell is the window's end
+			mins = slices.Compact(mins)
+			var want, got counts
+			var cells []minuteCount
+			for _, m := range mins {
+				abs, c := last-Minutes+1+int32(m), uint16(1+rng.IntN(0xfffe))
+				want.add(abs, c)
+				cells = append(cells, minuteCount{abs, c})
+			}
+			got.load(cells)
+			if got.base != want.base || got.last != want.last || got.n != want.n || got.c != want.c || got.bytes() != want.bytes() {
+				t.Fatalf("%d cells: load gives base %d last %d n %d cap %d bytes %d, add base %d last %d n %d cap %d bytes %d",
+					len(cells), got.base, got.last, got.n, got.c, got.bytes(), want.base, want.last, want.n, want.c, want.bytes())
+			}
+			var gv, wv [Minutes]uint16
+			got.snapshot(last, &gv)
+			want.snapshot(last, &wv)
+			if gv != wv || got.cellCount() != len(cells) {
+				t.Fatalf("%d cells: loaded counts differ from added ones (%d cells counted)", len(cells), got.cellCount())
+			}
+		}
+	}
+}
+
+// After a restore that keeps only part of a snapshot, every source and
+// destination is referenced exactly by the flows kept: the shared bytes
+// and the source count are those of the kept flows' names, and releasing
+// every flow leaves nothing behind.
+func TestRestoreSharedNamesCounted(t *testing.T) {
+	a := newStore(t, Config{MaxBytes: 64 << 20, Now: fixedNow})
+	for i := 0; i < 20000; i++ {
+		a.Observe([]byte("10.4.0."+strconv.Itoa(i%97)), []byte("d"+strconv.Itoa(i%1500)+".example"), t0.Unix()+int64(i%3600), 1)
+	}
+	a.Wait()
+	path := filepath.Join(t.TempDir(), "state.bgs")
+	if _, err := a.WriteSnapshot(path); err != nil {
+		t.Fatal(err)
+	}
+	b := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
+	st, err := b.Restore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Wait()
+	srcs, dsts := map[string]int{}, map[string]int{}
+	var fs []*Flow
+	b.Range(func(f *Flow) bool { srcs[f.Src()]++; dsts[f.Dst()]++; fs = append(fs, f); return true })
+	var shared int64
+	for s := range srcs {
+		shared += sourceBytes(len(s))
+	}
+	for d := range dsts {
+		shared += destBytes(len(d))
+	}
+	bs := b.Stats()
+	if st.Flows == 0 || len(fs) != st.Flows || bs.Sources != int64(len(srcs)) || bs.SharedBytes != shared {
+		t.Fatalf("restored %d flows, Range %d; sources %d, want %d; shared bytes %d, want %d",
+			st.Flows, len(fs), bs.Sources, len(srcs), bs.SharedBytes, shared)
+	}
+	for _, f := range fs {
+		if p := b.tab.prevalence(f.dst); p != dsts[f.Dst()] {
+			t.Fatalf("%s: prevalence %d, %d flows kept", f.Dst(), p, dsts[f.Dst()])
+		}
+	}
+	for _, f := range fs {
+		b.release(f)
+	}
+	if bs := b.Stats(); bs.Flows != 0 || bs.Bytes != 0 || bs.Sources != 0 || bs.SharedBytes != 0 {
+		t.Fatalf("after releasing every flow: %+v", bs)
 	}
 }
