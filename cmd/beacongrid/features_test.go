@@ -9,17 +9,6 @@ import (
 	"testing"
 )
 
-func runFeatures(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newFeaturesCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
-}
-
 // TestFeaturesDeterministic runs `beacongrid features` twice on the same
 // simulated logs: the two files must be byte for byte the same (the row
 // order changes the model LightGBM trains), and the rows of each checkpoint

@@ -21,13 +21,7 @@ func runSidecarCmd(t *testing.T, env map[string]string, args ...string) (string,
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	cmd := newSidecarCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
+	return runCommand(t, newSidecarCmd(), args...)
 }
 
 // miniES answers the sidecar's three calls and counts indexed ids.

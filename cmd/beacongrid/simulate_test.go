@@ -1,23 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-func runSimulate(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	cmd := newSimulateCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
-}
 
 func TestSimulateCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
