@@ -208,17 +208,7 @@ func TestRestoreIntoSmallerStore(t *testing.T) {
 	for i := 0; i < 40000; i++ {
 		a.Observe([]byte("10.3."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250)), []byte("d"+strconv.Itoa(i)+".example"), t0.Unix()+int64(i%3600), 1)
 	}
-	a.Wait()
-	path := filepath.Join(t.TempDir(), "state.bgs")
-	if _, err := a.WriteSnapshot(path); err != nil {
-		t.Fatal(err)
-	}
-	b := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
-	st, err := b.Restore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Wait()
+	b, st := restoreInto(t, a, 2<<20)
 	bs := b.Stats()
 	if st.Flows == 0 || st.Flows >= 40000 || bs.Restored != int64(st.Flows) {
 		t.Fatalf("restored %d of 40000 flows into a 2 MiB store (%+v)", st.Flows, bs)
@@ -299,17 +289,7 @@ func TestRestoreSharedNamesCounted(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		a.Observe([]byte("10.4.0."+strconv.Itoa(i%97)), []byte("d"+strconv.Itoa(i%1500)+".example"), t0.Unix()+int64(i%3600), 1)
 	}
-	a.Wait()
-	path := filepath.Join(t.TempDir(), "state.bgs")
-	if _, err := a.WriteSnapshot(path); err != nil {
-		t.Fatal(err)
-	}
-	b := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
-	st, err := b.Restore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Wait()
+	b, st := restoreInto(t, a, 2<<20)
 	srcs, dsts := map[string]int{}, map[string]int{}
 	var fs []*Flow
 	b.Range(func(f *Flow) bool { srcs[f.Src()]++; dsts[f.Dst()]++; fs = append(fs, f); return true })
@@ -336,4 +316,22 @@ func TestRestoreSharedNamesCounted(t *testing.T) {
 	if bs := b.Stats(); bs.Flows != 0 || bs.Bytes != 0 || bs.Sources != 0 || bs.SharedBytes != 0 {
 		t.Fatalf("after releasing every flow: %+v", bs)
 	}
+}
+
+// restoreInto writes a snapshot of a and restores it into a new store of
+// maxBytes, returning that store (settled) and what Restore reported.
+func restoreInto(t *testing.T, a *Store, maxBytes int64) (*Store, SnapshotStats) {
+	t.Helper()
+	a.Wait()
+	path := filepath.Join(t.TempDir(), "state.bgs")
+	if _, err := a.WriteSnapshot(path); err != nil {
+		t.Fatal(err)
+	}
+	b := newStore(t, Config{MaxBytes: maxBytes, Now: fixedNow})
+	st, err := b.Restore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Wait()
+	return b, st
 }
