@@ -72,22 +72,8 @@ type Stats struct {
 	Scored     int64 // flows scored
 	Alerts     int64 // alerts raised
 	Suppressed int64 // scorings that would have alerted but an allow entry or suppress rule silenced (counted each time)
-	Wide       int64 // scorings that would have alerted on a service most hosts use, silenced (SuppressedWide; counted each time)
+	Wide       int64 // scorings that would have alerted on a service most hosts use, silenced (rules.RuleWide; counted each time)
 }
-
-// DefaultWideShare is the prevalence_share above which a destination is a
-// service most hosts use: the detector raises no model alert on it, however
-// periodic and whatever its score, and counts the silenced alert in
-// Stats.Wide. Deny entries and detect expressions still alert on it. With prevalence_share's floor of 20
-// sources this takes at least 11 sources, and more than half of those seen.
-// The rules file's wide_share replaces it. The model ranks such flows low
-// (prevalence has a monotone constraint) but not always below the
-// threshold.
-const DefaultWideShare = 0.5
-
-// SuppressedWide is the rules.Verdict.SuppressedBy of an alert silenced
-// because its destination is a service most hosts use.
-const SuppressedWide = "wide-service"
 
 var shareIdx = slices.Index(FeatureNames, "prevalence_share")
 
@@ -198,11 +184,8 @@ func (d *Detector) Score(f *cache.Flow) {
 	fl.Source, fl.Destination, fl.DestinationIP = v.Src, v.Dst, dstIsIP(v.Dst) == 1
 	fl.Score, fl.PeriodS, fl.Jitter, fl.ActiveMinutes = p, sm.PeriodS, sm.Jitter, sm.ActiveMinutes
 	fl.Requests, fl.Prevalence, fl.Sources, fl.OnlineMinutes = sm.Requests, v.Prevalence, v.Sources, v.SrcOnline
+	fl.PrevalenceShare = w.feats[shareIdx]
 	verdict := rs.Eval(fl, d.model.Threshold(), d.cfg.MinActive, now)
-	wide := verdict.Alert && !verdict.Suppressed && verdict.Rule == rules.RuleModel && w.feats[shareIdx] > rs.WideShare(DefaultWideShare)
-	if wide {
-		verdict.Suppressed, verdict.SuppressedBy = true, SuppressedWide
-	}
 	if !verdict.Alert {
 		f.SetMarks(m)
 		return
@@ -214,7 +197,7 @@ func (d *Detector) Score(f *cache.Flow) {
 	}
 	if verdict.Suppressed {
 		f.SetMarks(m)
-		if wide {
+		if verdict.SuppressedBy == rules.RuleWide {
 			d.wide.Add(1)
 		} else {
 			d.suppressed.Add(1)

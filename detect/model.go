@@ -30,7 +30,7 @@ func OpenModel(path string) (Model, error) {
 
 // explained adapts model.Model to Explainer. Its Predict is the model's
 // own score; services most hosts use are silenced by the Detector's
-// decision (DefaultWideShare), not here.
+// decision (rules.DefaultWideShare, rules.RuleWide), not here.
 type explained struct{ *model.Model }
 
 func (e explained) Explain(features []float64, top int) []alert.Reason {

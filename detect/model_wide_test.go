@@ -68,7 +68,7 @@ func feedSources(d *Detector, n int, dst string, minutes int) {
 }
 
 // The detector's decision silences model alerts on a service most hosts use
-// (prevalence_share above DefaultWideShare, or the rules' wide_share), counts
+// (prevalence_share above rules.DefaultWideShare, or the rules' wide_share), counts
 // each in Stats.Wide apart from the rules' suppressions, and still alerts on
 // it for a deny entry. The fake model scores every steady flow 1.
 func TestDetectorSilencesServicesMostHostsUse(t *testing.T) {

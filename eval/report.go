@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/beacongrid/beacongrid/alert"
-	"github.com/beacongrid/beacongrid/detect"
+	"github.com/beacongrid/beacongrid/rules"
 )
 
 // Report writes the Markdown report of the datasets: beacongrid and the
@@ -52,7 +52,7 @@ func writeDataset(b *strings.Builder, ds *Dataset, c Criteria, thresholds []floa
 		fmt.Fprintf(b, "; %d unlabelled flows left out", ds.Unlabelled)
 	}
 	fmt.Fprintf(b, ". Replayed through both in %s. beacongrid's detector silenced %d scorings at or over the threshold as services most hosts use (prevalence_share above %.2g; `detect.Stats.Wide`).\n\n",
-		ds.Elapsed.Round(10*time.Millisecond), ds.Det.Wide, detect.DefaultWideShare)
+		ds.Elapsed.Round(10*time.Millisecond), ds.Det.Wide, rules.DefaultWideShare)
 
 	b.WriteString("| | beacongrid |")
 	for _, t := range thresholds {

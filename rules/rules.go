@@ -144,6 +144,9 @@ type Flow struct {
 	Prevalence    int     `expr:"prevalence"`     // sources that reach the destination
 	Sources       int     `expr:"sources"`        // sources tracked in all
 	OnlineMinutes int     `expr:"online_minutes"` // minutes the source sent anything
+	// PrevalenceShare is the detector's prevalence_share feature: the share
+	// of sources that reach the destination (at least 20 counted).
+	PrevalenceShare float64 `expr:"prevalence_share"`
 
 	// vm runs the expressions (reused: a Flow kept by its caller, as the
 	// detector does, costs no VM per evaluation). Not safe for concurrent
@@ -153,7 +156,7 @@ type Flow struct {
 
 // ExprNames lists the names an expression may use.
 var ExprNames = []string{"source", "destination", "destination_is_ip", "group", "score", "threshold",
-	"period", "jitter", "active_minutes", "requests", "prevalence", "sources", "online_minutes"}
+	"period", "jitter", "active_minutes", "requests", "prevalence", "sources", "online_minutes", "prevalence_share"}
 
 // Set is a validated, immutable rule set.
 type Set struct {
@@ -918,12 +921,12 @@ func (s *Set) Threshold(src string) (float64, bool) {
 	return 0, false
 }
 
-// WideShare returns the file's wide_share when set, else def.
-func (s *Set) WideShare(def float64) float64 {
+// wideShare returns the file's wide_share when set, else DefaultWideShare.
+func (s *Set) wideShare() float64 {
 	if s != nil && s.file.WideShare > 0 {
 		return s.file.WideShare
 	}
-	return def
+	return DefaultWideShare
 }
 
 // MinActive returns the fewest active minutes before a flow from src is
@@ -1077,19 +1080,32 @@ const (
 	RuleModel = "beacon-model" // the model's score crossed the threshold
 	RuleDeny  = "deny"         // a deny entry matched
 	RuleAllow = "allow"        // an allow entry silenced the alert
+	// RuleWide: the model's alert was silenced because its destination is
+	// a service most hosts use (PrevalenceShare above the wide share).
+	RuleWide = "wide-service"
 )
+
+// DefaultWideShare is the PrevalenceShare above which a destination is a
+// service most hosts use: Eval silences the model's alerts on it (RuleWide),
+// however periodic and whatever their score. Deny entries and detect
+// expressions still alert on it. With prevalence_share's floor of 20 sources
+// this takes at least 11 sources, and more than half of those seen. The
+// rules file's wide_share replaces it. The model ranks such flows low
+// (prevalence has a monotone constraint) but not always below the threshold.
+const DefaultWideShare = 0.5
 
 // Verdict is what the rules decide about one scored flow.
 type Verdict struct {
 	// Alert: the flow qualifies for an alert (model score at or over the
 	// threshold with enough activity, a deny entry, or a detect expression).
 	Alert bool
-	// Suppressed: an allow entry or a suppress expression silences it.
+	// Suppressed: an allow entry, a suppress expression or the wide share
+	// silences it.
 	Suppressed bool
 	Threshold  float64
 	// Rule names what raised the alert (RuleModel, RuleDeny or the detect
-	// rule's name); SuppressedBy what silenced it (RuleAllow or the
-	// suppress rule's name).
+	// rule's name); SuppressedBy what silenced it (RuleAllow, RuleWide or
+	// the suppress rule's name).
 	Rule, SuppressedBy string
 	Reason             string   // the deciding entry's or rule's reason
 	Severity           string   // "" for the model's own
@@ -1112,7 +1128,7 @@ func (s *Set) Eval(f *Flow, modelThreshold float64, minActive int, now time.Time
 	if s == nil {
 		f.Threshold = v.Threshold
 		v.Alert = f.Score >= v.Threshold && f.ActiveMinutes >= minActive
-		return v
+		return s.silenceWide(v, f)
 	}
 	a := addr(f.Source)
 	g := s.groupOf(a)
@@ -1163,6 +1179,15 @@ func (s *Set) Eval(f *Flow, modelThreshold float64, minActive int, now time.Time
 	if i := s.first(&s.suppress, f); i >= 0 {
 		r := &s.suppress.list[i]
 		v.Suppressed, v.SuppressedBy, v.Reason = true, r.Name, r.Reason
+		return v
+	}
+	return s.silenceWide(v, f)
+}
+
+// silenceWide silences a model alert on a service most hosts use.
+func (s *Set) silenceWide(v Verdict, f *Flow) Verdict {
+	if v.Alert && v.Rule == RuleModel && f.PrevalenceShare > s.wideShare() {
+		v.Suppressed, v.SuppressedBy = true, RuleWide
 	}
 	return v
 }

@@ -339,24 +339,46 @@ func TestDocExampleParses(t *testing.T) {
 	}
 }
 
-// wide_share replaces the detector's default share; unset or no rules
-// keep it.
-func TestWideShare(t *testing.T) {
-	s, err := Parse([]byte("version: 1\nwide_share: 0.8\n"))
-	if err != nil {
-		t.Fatal(err)
+// A model alert on a destination whose prevalence_share is above the wide
+// share (0.5, or the file's wide_share) is silenced as RuleWide; a deny
+// entry on it still alerts, and an allow entry keeps its own name.
+func TestEvalWideShare(t *testing.T) {
+	parse := func(src string) *Set {
+		t.Helper()
+		s, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	if got := s.WideShare(0.5); got != 0.8 {
-		t.Errorf("wide_share 0.8: got %v", got)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	flow := func(share float64) *Flow {
+		return &Flow{Source: "10.0.0.1", Destination: "update.example.com", Score: 0.99, ActiveMinutes: 100, PrevalenceShare: share}
 	}
-	s, err = Parse([]byte("version: 1\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := s.WideShare(0.5); got != 0.5 {
-		t.Errorf("unset: got %v, want the default 0.5", got)
-	}
-	if got := (*Set)(nil).WideShare(0.5); got != 0.5 {
-		t.Errorf("no rules: got %v, want the default 0.5", got)
+	for _, c := range []struct {
+		name, rules string
+		share       float64
+		suppressed  bool
+		by, rule    string
+	}{
+		{"no rules, niche", "", 0.1, false, "", RuleModel},
+		{"no rules, wide", "", 0.6, true, RuleWide, RuleModel},
+		{"no rules, at the share", "", 0.5, false, "", RuleModel},
+		{"default share", "version: 1\n", 0.6, true, RuleWide, RuleModel},
+		{"wide_share 0.8, below", "version: 1\nwide_share: 0.8\n", 0.6, false, "", RuleModel},
+		{"wide_share 0.8, above", "version: 1\nwide_share: 0.8\n", 0.9, true, RuleWide, RuleModel},
+		{"wide_share 1 turns it off", "version: 1\nwide_share: 1\n", 1, false, "", RuleModel},
+		{"deny still alerts", "version: 1\ndeny:\n  - destination: update.example.com\n", 0.9, false, "", RuleDeny},
+		{"allow keeps its name", "version: 1\nallow:\n  - destination: update.example.com\n", 0.9, true, RuleAllow, RuleModel},
+	} {
+		var s *Set
+		if c.rules != "" {
+			s = parse(c.rules)
+		}
+		v := s.Eval(flow(c.share), 0.95, 10, now)
+		if !v.Alert || v.Suppressed != c.suppressed || v.SuppressedBy != c.by || v.Rule != c.rule {
+			t.Errorf("%s: got alert %v suppressed %v by %q rule %q, want suppressed %v by %q rule %q",
+				c.name, v.Alert, v.Suppressed, v.SuppressedBy, v.Rule, c.suppressed, c.by, c.rule)
+		}
 	}
 }
