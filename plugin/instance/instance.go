@@ -142,11 +142,12 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		fs := ev.Fields
 		for slot := range fs {
 			v := &fs[slot]
-			if v.Kind == chunk.KindNone || v.Kind == chunk.KindNil { // nothing to set
-				continue
-			}
+			// Set the slot from the value's kind, in the loop: a call per
+			// slot costs the hot path about 100 instructions per record.
 			var err error
-			switch v.Kind { // the common kinds without setField's call
+			switch v.Kind {
+			case chunk.KindNone, chunk.KindNil: // nothing to set
+				continue
 			case chunk.KindStr:
 				err = fe.SetText(slot, v.Str)
 			case chunk.KindUint:
@@ -155,10 +156,18 @@ func (in *Instance) Flush(data []byte, tag string) int {
 				} else {
 					err = fe.SetInt(slot, int64(v.Uint))
 				}
+			case chunk.KindInt:
+				err = fe.SetInt(slot, v.Int)
 			case chunk.KindFloat:
 				err = fe.SetFloat(slot, v.Float)
+			case chunk.KindTime:
+				if slot != fields.Time {
+					err = fields.ErrType
+				} else {
+					err = fe.SetInt(slot, int64(v.Sec))
+				}
 			default:
-				err = setField(fe, slot, v)
+				err = fields.ErrType
 			}
 			if err != nil {
 				in.badFields.Add(1)
@@ -186,32 +195,6 @@ func (in *Instance) Flush(data []byte, tag string) int {
 	chunk.PutReader(r)
 	in.pool.Put(st)
 	return FLBOK
-}
-
-// setField stores one decoded value into its slot.
-func setField(e *fields.Event, slot int, v *chunk.Value) error {
-	switch v.Kind {
-	case chunk.KindNone, chunk.KindNil:
-		return nil
-	case chunk.KindStr:
-		return e.SetText(slot, v.Str)
-	case chunk.KindUint:
-		if v.Uint > 1<<62 {
-			return fields.ErrType
-		}
-		return e.SetInt(slot, int64(v.Uint))
-	case chunk.KindInt:
-		return e.SetInt(slot, v.Int)
-	case chunk.KindFloat:
-		return e.SetFloat(slot, v.Float)
-	case chunk.KindTime:
-		if slot != fields.Time {
-			return fields.ErrType
-		}
-		return e.SetInt(slot, int64(v.Sec))
-	default:
-		return fields.ErrType
-	}
 }
 
 // observer counts mapped events: the detector.
