@@ -16,15 +16,7 @@ import (
 func TestIntegrationLegacySpoolLines(t *testing.T) {
 	url, index := itES(t)
 	dir := t.TempDir()
-	var want []alert.Alert
-	var old [][]byte
-	for i := 0; i < 20; i++ {
-		a := browserAlert(300 + i)
-		want = append(want, a)
-		old = append(old, legacyLine(t, a))
-	}
-	writeSpool(t, dir, old...)
-	want = append(want, writeAlerts(t, dir, 400, 20)...)
+	want := upgradeSpool(t, dir, browserAlert, 300, 20, 400, 20)
 	cfg := testConfig(dir, url)
 	cfg.Index = index
 	if sent := itDrain(t, cfg); sent != len(want) {

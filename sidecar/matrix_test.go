@@ -45,15 +45,7 @@ func decodeAlert(t *testing.T, doc []byte) alert.Alert {
 func TestUpgradeDeliversLegacySpoolLines(t *testing.T) {
 	es := newFakeES(t)
 	dir := t.TempDir()
-	var want []alert.Alert
-	var old [][]byte
-	for i := 0; i < 10; i++ {
-		a := testAlert(100 + i)
-		want = append(want, a)
-		old = append(old, legacyLine(t, a))
-	}
-	writeSpool(t, dir, old...)
-	want = append(want, writeAlerts(t, dir, 200, 5)...)
+	want := upgradeSpool(t, dir, testAlert, 100, 10, 200, 5)
 	d, m := newTestDeliverer(t, testConfig(dir, es.URL()))
 	drain(t, d)
 
@@ -176,4 +168,20 @@ func BenchmarkEnrichLine(b *testing.B) {
 			}
 		})
 	}
+}
+
+// upgradeSpool writes n lines of an older plugin (array matrix) of
+// mk(from...) into dir's spool, then m new lines from writeAlerts(newFrom),
+// and returns every alert written, in spool order.
+func upgradeSpool(t *testing.T, dir string, mk func(int) alert.Alert, from, n, newFrom, m int) []alert.Alert {
+	t.Helper()
+	var want []alert.Alert
+	var old [][]byte
+	for i := 0; i < n; i++ {
+		a := mk(from + i)
+		want = append(want, a)
+		old = append(old, legacyLine(t, a))
+	}
+	writeSpool(t, dir, old...)
+	return append(want, writeAlerts(t, dir, newFrom, m)...)
 }
