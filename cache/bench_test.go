@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,7 +74,10 @@ func bigFixture(b *testing.B) *Store {
 //     million and an atomic increment in the flow it finds;
 //   - "ristretto-get": ristretto's Get of a random flow of the million,
 //     which Observe calls once per new minute of a flow (simShares says
-//     how often that is on the simulator's day).
+//     how often that is on the simulator's day);
+//   - "uniform-batch", "skewed-batch", "hot-batch": the same events as
+//     the modes without "-batch", through ObserveBatch, batchLen at a time
+//     (ns/op is still per event).
 func BenchmarkObserve(b *testing.B) {
 	s := bigFixture(b)
 	const n = bigSrcN * bigDstN
@@ -81,13 +85,14 @@ func BenchmarkObserve(b *testing.B) {
 	b.Logf("simulator's day: busiest 1%% of flows %.1f%% of events, next 9%% %.1f%%, %.1f%% of events open a new minute of their flow",
 		100*sh.top1, 100*sh.top10, 100*sh.newMinute)
 	var floor map[uint64]*Flow
-	for _, mode := range []string{"uniform", "skewed", "hot", "map-floor", "ristretto-get"} {
+	for _, mode := range []string{"uniform", "uniform-batch", "skewed", "skewed-batch", "hot", "hot-batch", "map-floor", "ristretto-get"} {
 		b.Run(mode, func(b *testing.B) {
+			dist := strings.TrimSuffix(mode, "-batch")
 			r := rand.New(rand.NewPCG(1, 2))
 			perm := r.Perm(n) // flow rank -> flow
 			idx := make([]int32, 1<<20)
 			for i := range idx {
-				switch mode {
+				switch dist {
 				case "hot":
 					idx[i] = int32(i % 1024 * 977 % n)
 				case "skewed":
@@ -132,6 +137,18 @@ func BenchmarkObserve(b *testing.B) {
 						sink.Add(1)
 					}
 				}
+			case "uniform-batch", "skewed-batch", "hot-batch":
+				var evs [batchLen]Event
+				for i := 0; i < b.N; {
+					m := min(batchLen, b.N-i)
+					for x := range evs[:m] {
+						k := idx[(i+x)&(1<<20-1)]
+						j := int(k) % bigDstN
+						evs[x] = Event{Src: bigSrcs[int(k)/bigDstN], Dst: bigDsts[j], Sec: t0.Unix() + int64(j), Size: 1}
+					}
+					s.ObserveBatch(evs[:m])
+					i += m
+				}
 			default:
 				for i := 0; i < b.N; i++ {
 					k := idx[i&(1<<20-1)]
@@ -154,6 +171,10 @@ func BenchmarkObserve(b *testing.B) {
 		})
 	}
 }
+
+// batchLen is the batch BenchmarkObserve's "-batch" modes pass to
+// ObserveBatch.
+const batchLen = 32
 
 // shares describes the simulator's day: the share of events of its
 // busiest 1 % of flows (top1) and of the next 9 % (top10), and the share

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // index maps a flow's hash to the flow ristretto admitted, for the hot
@@ -86,6 +87,13 @@ func (x *index) get(h uint64) *Flow {
 		if i++; i == len(t.slots) {
 			i = 0
 		}
+	}
+}
+
+// prefetch asks the CPU to fetch the slot where a lookup of h starts.
+func (x *index) prefetch(h uint64) {
+	if t := x.shard(h).tab.Load(); t != nil {
+		prefetch(uintptr(unsafe.Pointer(&t.slots[t.start(h)])))
 	}
 }
 

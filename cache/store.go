@@ -55,6 +55,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -274,11 +275,95 @@ func (s *Store) Watermark() int32 { return s.wm.Load() }
 // seconds) with a request size (negative when unknown). It returns the flow
 // and whether it is due for scoring (see Flow marks); f is nil unless r is
 // Counted. src and dst are not retained. Observe allocates only when it
-// creates a flow or a flow's counts grow.
+// creates a flow or a flow's counts grow. ObserveBatch does the same for
+// many events at a time, faster.
 func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bool, r Result) {
+	abs, r := s.admit(src, dst, sec)
+	if r != Counted {
+		return nil, false, r
+	}
+	h := s.hash(src, dst)
+	f, due, r = s.count(h, s.idx.get(h), src, dst, abs, sec, size)
+	if r == Counted {
+		s.counted[h%countStripes].n.Add(1)
+	}
+	return f, due, r
+}
+
+// Event is one event for ObserveBatch: the inputs (as Observe's
+// arguments) and what the store did with it (as Observe's results).
+type Event struct {
+	Src, Dst  []byte // not retained
+	Sec, Size int64
+
+	Flow   *Flow  // nil unless Result is Counted
+	Due    bool   // the flow is due for scoring
+	Result Result // set by ObserveBatch
+
+	abs int32
+	h   uint64 // 0: rejected before the lookup
+}
+
+// ObserveBatch counts the events of evs in order, as Observe would one at a
+// time, and sets each event's Flow, Due and Result. It is Observe's fast
+// form for a caller that has many events at hand (a Fluent Bit chunk): it
+// looks the flows up in stages over the whole batch, each stage asking the
+// CPU to fetch the memory the next one reads, so that the cache misses of
+// different events overlap instead of following one another; with a
+// million flows tracked most events miss three times (index slot, flow,
+// counts). Batches of 16 to 64 events do best; ObserveBatch allocates
+// nothing of its own.
+func (s *Store) ObserveBatch(evs []Event) {
+	// 1: check each event, hash its key, fetch its index slot.
+	for i := range evs {
+		e := &evs[i]
+		e.Flow, e.Due, e.h = nil, false, 0
+		e.abs, e.Result = s.admit(e.Src, e.Dst, e.Sec)
+		if e.Result == Counted {
+			e.h = s.hash(e.Src, e.Dst)
+			s.idx.prefetch(e.h)
+		}
+	}
+	// 2: find each flow in the index, fetch its struct.
+	for i := range evs {
+		if e := &evs[i]; e.h != 0 {
+			if f := s.idx.get(e.h); f != nil {
+				e.Flow = f
+				// The struct's 112 bytes span two or three cache lines.
+				p := uintptr(unsafe.Pointer(f))
+				prefetch(p)
+				prefetch(p + 64)
+				prefetch(p + flowStructBytes - 1)
+			}
+		}
+	}
+	// 3: fetch each flow's counts and source.
+	for i := range evs {
+		if e := &evs[i]; e.Flow != nil {
+			e.Flow.prefetchState(e.abs)
+		}
+	}
+	// 4: count.
+	counted := int64(0)
+	for i := range evs {
+		if e := &evs[i]; e.h != 0 {
+			e.Flow, e.Due, e.Result = s.count(e.h, e.Flow, e.Src, e.Dst, e.abs, e.Sec, e.Size)
+			if e.Result == Counted {
+				counted++
+			}
+		}
+	}
+	if counted > 0 && len(evs) > 0 {
+		s.counted[evs[0].h%countStripes].n.Add(counted)
+	}
+}
+
+// admit checks an event's key and time, moves the watermark, and returns
+// the event's Unix minute; a rejected event is counted.
+func (s *Store) admit(src, dst []byte, sec int64) (int32, Result) {
 	if len(src) == 0 || len(dst) == 0 || len(src)+len(dst)+1 > MaxKeyLen {
 		s.badIn.Add(1)
-		return nil, false, BadInput
+		return 0, BadInput
 	}
 	if sec > s.future.Load() {
 		// The wall clock only moves on, so an event before a limit read
@@ -290,29 +375,38 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 		}
 		if sec > lim || sec > 1<<32-1 {
 			s.tooNew.Add(1)
-			return nil, false, TooNew
+			return 0, TooNew
 		}
 	}
 	if sec < 0 {
 		s.tooOld.Add(1)
-		return nil, false, TooOld
+		return 0, TooOld
 	}
 	abs := int32(sec / 60)
 	wm := s.wm.Load()
 	if abs <= wm-Minutes {
 		s.tooOld.Add(1)
-		return nil, false, TooOld
+		return 0, TooOld
 	}
 	for abs > wm && !s.wm.CompareAndSwap(wm, abs) {
 		wm = s.wm.Load()
 	}
-	h := s.hash(src, dst)
+	return abs, Counted
+}
+
+// count counts an admitted event of the flow with hash h into f, the flow
+// the index gave for h (nil if none), or into the flow lookup finds. It
+// does not add to Stats.Counted (the caller does).
+func (s *Store) count(h uint64, f *Flow, src, dst []byte, abs int32, sec, size int64) (*Flow, bool, Result) {
 	for try := 0; ; try++ {
 		// The index holds the flows ristretto admitted: an event for one
 		// of them takes no lock but its flow's and calls no ristretto
 		// method but a sampled Get (below).
-		f = s.idx.get(h)
+		if try > 0 {
+			f = s.idx.get(h)
+		}
 		if f == nil || f.state.Load() != statusAdmitted {
+			var r Result
 			if f, r = s.lookup(h, src, dst); r != Counted {
 				return nil, false, r
 			}
@@ -357,7 +451,6 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 			// still pending carries its new cost when it is offered again.
 			s.rc.Set(h, f, f.cost())
 		}
-		s.counted[h%countStripes].n.Add(1)
 		return f, due, Counted
 	}
 }
