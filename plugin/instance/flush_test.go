@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beacongrid/beacongrid/detect"
 	"github.com/beacongrid/beacongrid/fields"
 	"github.com/beacongrid/beacongrid/internal/flbtest"
 )
@@ -132,17 +133,22 @@ func newInstanceTB(tb testing.TB) (*Instance, string) {
 
 // flowKeys stands in for the detector: it makes each event's flow key (the
 // last step before the cache) and counts the flows it could make.
-type flowKeys struct{ flows, skipped int }
+type flowKeys struct {
+	flows, skipped int
+	buf            []byte
+}
 
-func (k *flowKeys) Observe(e *fields.Event, buf []byte) []byte {
-	_, _, buf, ok := e.Flow(buf)
+func (k *flowKeys) Add(_ *detect.Batch, e *fields.Event) {
+	var ok bool
+	_, _, k.buf, ok = e.Flow(k.buf)
 	if ok {
 		k.flows++
 	} else {
 		k.skipped++
 	}
-	return buf
 }
+
+func (k *flowKeys) Flush(*detect.Batch) {}
 
 // The plugin's own part of a flush (read the chunk in place, map the
 // fields, make the flow key) allocates nothing at all, whatever the chunk

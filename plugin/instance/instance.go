@@ -66,9 +66,9 @@ type Instance struct {
 }
 
 type flushState struct {
-	ev  chunk.Event
-	fe  fields.Event
-	buf []byte
+	ev    chunk.Event
+	fe    fields.Event
+	batch detect.Batch
 }
 
 // New builds an instance from its configuration: it loads the model and
@@ -121,7 +121,7 @@ func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 		log.Info("rules %s: version %s (%s)", cfg.RulesFile, in.rules.Load().Version(), in.rules.Load().Counts())
 	}
 	in.pool.New = func() any {
-		return &flushState{ev: chunk.Event{Fields: make([]chunk.Value, fields.NumSlots)}, buf: make([]byte, 0, 256)}
+		return &flushState{ev: chunk.Event{Fields: make([]chunk.Value, fields.NumSlots)}}
 	}
 	log.Info("started: spool=%s model=%s threshold=%.3f max_memory=%d", cfg.SpoolDir, m.Version(), m.Threshold(), cfg.MaxMemory)
 	return in, nil
@@ -182,8 +182,9 @@ func (in *Instance) Flush(data []byte, tag string) int {
 		if !fe.HasTime && ev.Sec > 0 {
 			fe.Sec, fe.HasTime = ev.Sec, true
 		}
-		st.buf = in.obs.Observe(fe, st.buf)
+		in.obs.Add(&st.batch, fe)
 	}
+	in.obs.Flush(&st.batch)
 	s := r.Stats()
 	in.badEvents.Add(int64(s.BadEvents))
 	in.groups.Add(int64(s.GroupMarkers))
@@ -197,9 +198,10 @@ func (in *Instance) Flush(data []byte, tag string) int {
 	return FLBOK
 }
 
-// observer counts mapped events: the detector.
+// observer counts mapped events in batches: the detector.
 type observer interface {
-	Observe(e *fields.Event, buf []byte) []byte
+	Add(b *detect.Batch, e *fields.Event)
+	Flush(b *detect.Batch)
 }
 
 // Observe counts one event that the caller decoded and mapped itself (the
