@@ -204,10 +204,14 @@ type observer interface {
 	Flush(b *detect.Batch)
 }
 
-// Observe counts one event that the caller decoded and mapped itself (the
-// fluent-bit-go comparison plugin of build/bench does). buf is scratch
-// space, returned for reuse.
-func (in *Instance) Observe(e *fields.Event, buf []byte) []byte { return in.det.Observe(e, buf) }
+// Add and FlushBatch count events that the caller decoded and mapped
+// itself (the fluent-bit-go comparison plugin of build/bench does), as
+// Flush counts its own: Add gathers them in b, FlushBatch counts what b
+// holds; call it at the end of each chunk.
+func (in *Instance) Add(b *detect.Batch, e *fields.Event) { in.det.Add(b, e) }
+
+// FlushBatch: see Add.
+func (in *Instance) FlushBatch(b *detect.Batch) { in.det.Flush(b) }
 
 // Log returns the instance's logger.
 func (in *Instance) Log() *Logger { return in.log }

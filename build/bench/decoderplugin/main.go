@@ -16,6 +16,7 @@ import (
 
 	"github.com/fluent/fluent-bit-go/output"
 
+	"github.com/beacongrid/beacongrid/detect"
 	"github.com/beacongrid/beacongrid/fields"
 	"github.com/beacongrid/beacongrid/plugin/instance"
 )
@@ -66,7 +67,7 @@ func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.size_t, tag *C.char) (
 	}
 	m := mappings[id]
 	var fe fields.Event
-	buf := make([]byte, 0, 256)
+	var batch detect.Batch
 	dec := output.NewDecoder(data, int(length))
 	for {
 		ret, ts, rec := output.GetRecord(dec)
@@ -84,8 +85,9 @@ func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.size_t, tag *C.char) (
 		if t, ok := ts.(output.FLBTime); ok && !fe.HasTime {
 			fe.Sec, fe.HasTime = t.Unix(), true
 		}
-		buf = in.Observe(&fe, buf)
+		in.Add(&batch, &fe)
 	}
+	in.FlushBatch(&batch)
 	return output.FLB_OK
 }
 
