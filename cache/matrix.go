@@ -116,7 +116,7 @@ func (c *counts) add(abs int32, n uint16) bool {
 	}
 	off := uint16(abs - c.base)
 	// Sparse: most events land in the newest minute, so look there first,
-	// then search from the end.
+	// then in the cells before it.
 	if c.n > 0 {
 		if x := (*cell)(unsafe.Add(unsafe.Pointer(c.p), 4*(int(c.n)-1))); x.off == off {
 			x.n = satAdd(x.n, n)
@@ -124,13 +124,24 @@ func (c *counts) add(abs int32, n uint16) bool {
 		}
 	}
 	cells := c.cells()
-	j := len(cells)
-	for j > 0 && cells[j-1].off > off {
-		j--
-	}
-	if j > 0 && cells[j-1].off == off {
-		cells[j-1].n = satAdd(cells[j-1].n, n)
-		return true
+	j := len(cells) // where the new cell goes: after every cell, for an event in a new minute
+	if j > 0 && cells[j-1].off > off {
+		// A late event: binary search for the first cell at or after
+		// its minute (the last cell is after it). A flow of hundreds of
+		// cells receiving a late hour of logs costs a handful of steps per
+		// event, not a walk back through the cells.
+		lo, hi := 0, j-1
+		for lo < hi {
+			if m := int(uint(lo+hi) >> 1); cells[m].off < off {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if j = lo; cells[j].off == off {
+			cells[j].n = satAdd(cells[j].n, n)
+			return true
+		}
 	}
 	if len(cells) >= denseAfter {
 		c.toDense()
