@@ -1,0 +1,199 @@
+package chunk
+
+import (
+	"encoding/binary"
+	"math"
+	"unsafe"
+)
+
+// The scanner reads the chunk through a base pointer and offsets, without
+// Go's bounds checks. Every read names the check that keeps it inside the
+// chunk: at(base, i) needs 0 <= i < end, word(base, i) and be64(base, i)
+// need 0 <= i && i+8 <= end, be16 and be32 i+2 and i+4 <= end, where end is
+// len(b) of the slice base points into.
+
+// at returns the byte at base+i.
+func at(base unsafe.Pointer, i int) byte { return *(*byte)(unsafe.Add(base, i)) }
+
+// word returns the 8 bytes at base+i as a little-endian integer.
+func word(base unsafe.Pointer, i int) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
+}
+
+// be16, be32 and be64 return the big-endian integer at base+i.
+func be16(base unsafe.Pointer, i int) uint16 {
+	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Add(base, i))[:])
+}
+
+func be32(base unsafe.Pointer, i int) uint32 {
+	return binary.BigEndian.Uint32((*[4]byte)(unsafe.Add(base, i))[:])
+}
+
+func be64(base unsafe.Pointer, i int) uint64 {
+	return binary.BigEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
+}
+
+// keyMask[n] keeps the bytes of the word that ends with a key of n bytes
+// that belong to the key: highMask[n] below 8 bytes, all of them from 8 on.
+var keyMask = func() (t [256]uint64) {
+	for n := range t {
+		t[n] = highMask[min(n, 8)]
+	}
+	return t
+}()
+
+// scanPairs reads the pairs at b[p:], at most n, as long as each has a
+// fixstr or str8 key, a value wholly in b, and is one of
+//   - an unwanted key (most stop at one load of an empty bucket) with a
+//     scalar value, a str8/str16, or a fixarray of such;
+//   - a wanted key with a value of a common type (positive fixint, fixstr,
+//     str8, nil, uint8/16/32, int16/32, float64), decoded in place.
+//
+// It returns the position of the first pair it did not read and the pairs
+// left, that one included, for readPair: a nested map, a rarer type, a long
+// key in a wanted bucket, a fault. It is the hot path of the reader and
+// makes no call, so Go keeps its state in registers; it reads b without
+// bounds checks (see at). What it decodes is what readPair decodes with
+// msgp's readers (TestScanMatchesMsgp).
+func (r *Reader) scanPairs(b []byte, p int, n uint32, f []Value) (int, uint32) {
+	end := len(b)
+	// end >= 9 makes end-8 > 0 for the key check below.
+	if n == 0 || p < 0 || p >= end || end < 9 {
+		return p, n
+	}
+	ks := r.ks
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	// Slots below nslots index both f and r.rank (they have the same
+	// length, r.slots; min keeps the reads in bounds whatever they hold).
+	nslots := uint(min(len(f), len(r.rank)))
+	fbase := unsafe.Pointer(unsafe.SliceData(f))
+	rbase := unsafe.Pointer(unsafe.SliceData(r.rank))
+pairs:
+	for {
+		// Loop invariant: 0 <= p < end and n > 0.
+		// The key is b[k0:k0+kn], its value starts at b[k1].
+		var k0, kn int
+		if c := at(base, p); c&0xe0 == 0xa0 { // p < end. fixstr: most keys
+			k0, kn = p+1, int(c&0x1f)
+		} else if c == 0xd9 && p+1 < end { // str8
+			k0, kn = p+2, int(at(base, p+1)) // p+1 < end
+		} else {
+			break
+		}
+		k1 := k0 + kn
+		// 8 <= k1 < end, in one compare (end-8 > 0).
+		if uint(k1-8) >= uint(end-8) {
+			break
+		}
+		w := word(base, k1-8) & keyMask[kn] // k1-8 >= 0, k1 < end
+		lead := at(base, k1)                // k1 < end
+		q := k1 + int(scalarSize[lead])     // the value's end if scalar, else k1
+		if i := ks.table[((w^uint64(kn))*ks.mult)>>(64-tableBits)]; i != 0 {
+			e := &ks.entries[i-1]
+			// kn > 8: k0+8 < k1 < end.
+			if e.n == kn && e.last == w && (kn <= 8 || word(base, k0) == e.first) {
+				if kn > 16 {
+					break // the middle bytes: readPair
+				}
+				slot, rank := uint(int(e.slot)), e.rank
+				if lead == 0xc0 {
+					rank = nilRank
+				}
+				if slot < nslots {
+					// slot < nslots <= len(f), len(r.rank).
+					v := (*Value)(unsafe.Add(fbase, slot*uint(unsafe.Sizeof(Value{}))))
+					vr := (*int32)(unsafe.Add(rbase, slot*4))
+					if v.Kind == KindNone || rank < *vr {
+						// Wanted: decode the value into its slot. Below, the
+						// value is b[k1:q] and q <= end.
+						if q > end {
+							break
+						}
+						switch {
+						case lead&0xe0 == 0xa0: // fixstr
+							*v = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
+						case lead < 0x80: // positive fixint
+							*v = Value{Kind: KindUint, Uint: uint64(lead)}
+						case lead == 0xcb: // float64: q = k1+9
+							*v = Value{Kind: KindFloat, Float: math.Float64frombits(be64(base, k1+1))}
+						case lead == 0xd1: // int16: q = k1+3
+							if x := int64(int16(be16(base, k1+1))); x >= 0 {
+								*v = Value{Kind: KindUint, Uint: uint64(x)}
+							} else {
+								*v = Value{Kind: KindInt, Int: x}
+							}
+						case lead == 0xcd: // uint16: q = k1+3
+							*v = Value{Kind: KindUint, Uint: uint64(be16(base, k1+1))}
+						case lead == 0xd9: // str8: q = k1 here
+							if k1+1 >= end {
+								break pairs
+							}
+							if q = k1 + 2 + int(at(base, k1+1)); q > end { // k1+1 < end
+								break pairs
+							}
+							*v = Value{Kind: KindStr, Str: b[k1+2 : q : q]}
+						case lead == 0xd2: // int32: q = k1+5
+							if x := int64(int32(be32(base, k1+1))); x >= 0 {
+								*v = Value{Kind: KindUint, Uint: uint64(x)}
+							} else {
+								*v = Value{Kind: KindInt, Int: x}
+							}
+						case lead == 0xce: // uint32: q = k1+5
+							*v = Value{Kind: KindUint, Uint: uint64(be32(base, k1+1))}
+						case lead == 0xcc: // uint8: q = k1+2, k1+1 < end
+							*v = Value{Kind: KindUint, Uint: uint64(at(base, k1+1))}
+						case lead == 0xc0:
+							*v = Value{Kind: KindNil}
+						default: // the other types: readPair
+							break pairs
+						}
+						*vr = rank
+						goto next
+					}
+				}
+			} else if e.nextKey != 0 {
+				break // a shared bucket: readPair walks it
+			}
+		}
+		// Not wanted: step over the value.
+		if q == k1 {
+			switch {
+			case lead == 0xd9 && k1+1 < end: // str8
+				q = k1 + 2 + int(at(base, k1+1)) // k1+1 < end
+			case lead == 0xda && k1+2 < end: // str16
+				q = k1 + 3 + int(be16(base, k1+1)) // k1+2 < end
+			case lead&0xf0 == 0x90: // fixarray of scalars and str8
+				q = k1 + 1
+				for m := lead & 0x0f; m > 0; m-- {
+					if q >= end {
+						break pairs
+					}
+					el := at(base, q) // q < end
+					sz := int(scalarSize[el])
+					if sz == 0 {
+						if el != 0xd9 || q+1 >= end {
+							break pairs
+						}
+						sz = 2 + int(at(base, q+1)) // q+1 < end
+					}
+					q += sz
+				}
+			default:
+				break pairs
+			}
+		}
+	next:
+		// The pair is b[p:q]. Keep the invariant: q < end, or stop.
+		if q >= end {
+			if q == end {
+				p, n = q, n-1
+			}
+			break
+		}
+		p = q
+		if n--; n == 0 {
+			break
+		}
+	}
+	return p, n
+}
