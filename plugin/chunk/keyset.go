@@ -11,10 +11,12 @@ import "encoding/binary"
 // unwanted keys stop at one load of an empty bucket; a key in a bucket is
 // compared exactly, by length and then as 8-byte words.
 type KeySet struct {
-	table      [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
+	// mult and entries come first: at small offsets, their loads in the
+	// Reader's loop are also its nil checks.
 	mult       uint64
-	prefixHead [sigSize]uint32
 	entries    []ksEntry
+	table      [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
+	prefixHead [sigSize]uint32
 	slots      int
 }
 

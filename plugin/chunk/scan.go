@@ -33,6 +33,16 @@ func be64(base unsafe.Pointer, i int) uint64 {
 	return binary.BigEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
 }
 
+// sub returns b[i:j] for 0 <= i <= j <= end as b[i:j:j] would: an empty
+// slice points at base, as Go's slicing makes it (never past the end).
+func sub(base unsafe.Pointer, i, j int) []byte {
+	n := j - i
+	if n == 0 {
+		i = 0
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(base, i)), n)
+}
+
 // keyMask[n] keeps the bytes of the word that ends with a key of n bytes
 // that belong to the key: highMask[n] below 8 bytes, all of them from 8 on.
 var keyMask = func() (t [256]uint64) {
@@ -57,41 +67,41 @@ var keyMask = func() (t [256]uint64) {
 // msgp's readers (TestScanMatchesMsgp).
 func (r *Reader) scanPairs(b []byte, p int, n uint32, f []Value) (int, uint32) {
 	end := len(b)
-	// end >= 9 makes end-8 > 0 for the key check below.
-	if n == 0 || p < 0 || p >= end || end < 9 {
+	// p >= 7 makes the end of every key, past p, at least 8: the word that
+	// ends with a key lies in b. (Only a legacy event with a one-byte
+	// timestamp puts its body before offset 7; readPair reads it.)
+	if n == 0 || p < 7 || p >= end {
 		return p, n
 	}
 	ks := r.ks
 	base := unsafe.Pointer(unsafe.SliceData(b))
-	// Slots below nslots index both f and r.rank (they have the same
-	// length, r.slots; min keeps the reads in bounds whatever they hold).
-	nslots := uint(min(len(f), len(r.rank)))
-	fbase := unsafe.Pointer(unsafe.SliceData(f))
-	rbase := unsafe.Pointer(unsafe.SliceData(r.rank))
+	// f is read through a pointer: in memory, not in two registers held
+	// through the loop for the few wanted pairs.
+	fp := &f
 pairs:
 	for {
-		// Loop invariant: 0 <= p < end and n > 0.
-		// The key is b[k0:k0+kn], its value starts at b[k1].
-		var k0, kn int
-		if c := at(base, p); c&0xe0 == 0xa0 { // p < end. fixstr: most keys
-			k0, kn = p+1, int(c&0x1f)
-		} else if c == 0xd9 && p+1 < end { // str8
-			k0, kn = p+2, int(at(base, p+1)) // p+1 < end
-		} else {
+		// Loop invariant: 7 <= p < end and n > 0.
+		c := at(base, p) // p < end
+		kn := int(c & 0x1f)
+		k1 := p + 1 + kn // fixstr: most keys
+		if c&0xe0 != 0xa0 {
+			if c != 0xd9 || p+1 >= end { // str8
+				break
+			}
+			kn = int(at(base, p+1)) // p+1 < end
+			k1 = p + 2 + kn
+		}
+		// The key is b[k1-kn:k1], its value starts at b[k1]; k1 > p >= 7.
+		if k1 >= end {
 			break
 		}
-		k1 := k0 + kn
-		// 8 <= k1 < end, in one compare (end-8 > 0).
-		if uint(k1-8) >= uint(end-8) {
-			break
-		}
-		w := word(base, k1-8) & keyMask[kn] // k1-8 >= 0, k1 < end
-		lead := at(base, k1)                // k1 < end
-		q := k1 + int(scalarSize[lead])     // the value's end if scalar, else k1
+		w := word(base, k1-8) & keyMask[uint8(kn)] // k1-8 >= 0, k1 < end
+		lead := at(base, k1)                       // k1 < end
+		q := k1 + int(scalarSize[lead])            // the value's end if scalar, else k1
 		if i := ks.table[((w^uint64(kn))*ks.mult)>>(64-tableBits)]; i != 0 {
 			e := &ks.entries[i-1]
-			// kn > 8: k0+8 < k1 < end.
-			if e.n == kn && e.last == w && (kn <= 8 || word(base, k0) == e.first) {
+			// kn > 8: k1-kn+8 < k1 < end.
+			if e.n == kn && e.last == w && (kn <= 8 || word(base, k1-kn) == e.first) {
 				if kn > 16 {
 					break // the middle bytes: readPair
 				}
@@ -99,57 +109,60 @@ pairs:
 				if lead == 0xc0 {
 					rank = nilRank
 				}
-				if slot < nslots {
-					// slot < nslots <= len(f), len(r.rank).
-					v := (*Value)(unsafe.Add(fbase, slot*uint(unsafe.Sizeof(Value{}))))
-					vr := (*int32)(unsafe.Add(rbase, slot*4))
-					if v.Kind == KindNone || rank < *vr {
-						// Wanted: decode the value into its slot. Below, the
-						// value is b[k1:q] and q <= end.
-						if q > end {
-							break
+				f, ranks := *fp, r.rank
+				if slot < uint(len(f)) && slot < uint(len(ranks)) && (f[slot].Kind == KindNone || rank < ranks[slot]) {
+					// Wanted: decode the value into its slot. Below, the
+					// value is b[k1:q] and q <= end.
+					if q > end {
+						break
+					}
+					// Decode into kind and one of str, u, i, x, then set every
+					// field of the Value: its one pointer store makes one write
+					// barrier, and one place where the loop spills registers.
+					kind, str, u, i, x := KindUint, []byte(nil), uint64(0), int64(0), 0.0
+					switch {
+					case lead&0xe0 == 0xa0: // fixstr
+						kind, str = KindStr, sub(base, k1+1, q)
+					case lead < 0x80: // positive fixint
+						u = uint64(lead)
+					case lead == 0xcb: // float64: q = k1+9
+						kind, x = KindFloat, math.Float64frombits(be64(base, k1+1))
+					case lead == 0xd1: // int16: q = k1+3
+						if i = int64(int16(be16(base, k1+1))); i >= 0 {
+							u, i = uint64(i), 0
+						} else {
+							kind = KindInt
 						}
-						switch {
-						case lead&0xe0 == 0xa0: // fixstr
-							*v = Value{Kind: KindStr, Str: b[k1+1 : q : q]}
-						case lead < 0x80: // positive fixint
-							*v = Value{Kind: KindUint, Uint: uint64(lead)}
-						case lead == 0xcb: // float64: q = k1+9
-							*v = Value{Kind: KindFloat, Float: math.Float64frombits(be64(base, k1+1))}
-						case lead == 0xd1: // int16: q = k1+3
-							if x := int64(int16(be16(base, k1+1))); x >= 0 {
-								*v = Value{Kind: KindUint, Uint: uint64(x)}
-							} else {
-								*v = Value{Kind: KindInt, Int: x}
-							}
-						case lead == 0xcd: // uint16: q = k1+3
-							*v = Value{Kind: KindUint, Uint: uint64(be16(base, k1+1))}
-						case lead == 0xd9: // str8: q = k1 here
-							if k1+1 >= end {
-								break pairs
-							}
-							if q = k1 + 2 + int(at(base, k1+1)); q > end { // k1+1 < end
-								break pairs
-							}
-							*v = Value{Kind: KindStr, Str: b[k1+2 : q : q]}
-						case lead == 0xd2: // int32: q = k1+5
-							if x := int64(int32(be32(base, k1+1))); x >= 0 {
-								*v = Value{Kind: KindUint, Uint: uint64(x)}
-							} else {
-								*v = Value{Kind: KindInt, Int: x}
-							}
-						case lead == 0xce: // uint32: q = k1+5
-							*v = Value{Kind: KindUint, Uint: uint64(be32(base, k1+1))}
-						case lead == 0xcc: // uint8: q = k1+2, k1+1 < end
-							*v = Value{Kind: KindUint, Uint: uint64(at(base, k1+1))}
-						case lead == 0xc0:
-							*v = Value{Kind: KindNil}
-						default: // the other types: readPair
+					case lead == 0xcd: // uint16: q = k1+3
+						u = uint64(be16(base, k1+1))
+					case lead == 0xd9: // str8: q = k1 here
+						if k1+1 >= end {
 							break pairs
 						}
-						*vr = rank
-						goto next
+						if q = k1 + 2 + int(at(base, k1+1)); q > end { // k1+1 < end
+							break pairs
+						}
+						kind, str = KindStr, sub(base, k1+2, q)
+					case lead == 0xd2: // int32: q = k1+5
+						if i = int64(int32(be32(base, k1+1))); i >= 0 {
+							u, i = uint64(i), 0
+						} else {
+							kind = KindInt
+						}
+					case lead == 0xce: // uint32: q = k1+5
+						u = uint64(be32(base, k1+1))
+					case lead == 0xcc: // uint8: q = k1+2, k1+1 < end
+						u = uint64(at(base, k1+1))
+					case lead == 0xc0:
+						kind = KindNil
+					default: // the other types: readPair
+						break pairs
 					}
+					v := &f[slot]
+					v.Kind, v.Bool, v.Sec, v.Nsec = kind, false, 0, 0
+					v.Str, v.Int, v.Uint, v.Float = str, i, u, x
+					ranks[slot] = rank
+					goto next
 				}
 			} else if e.nextKey != 0 {
 				break // a shared bucket: readPair walks it
