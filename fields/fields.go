@@ -232,18 +232,32 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		buf = a.WithZone("").AppendTo(buf[:0])
 	}
 	n := len(buf)
-	d, domainIP := cleanDomainIP(e.Domain)
-	if len(d) == 0 && len(e.URL) > 0 {
-		d = cleanDomain(urlHost(e.URL))
+	d, domainIP := e.Domain, []byte(nil)
+	if len(d) == len(e.DstIP) && len(e.URL) == 0 && bytes.Equal(d, e.DstIP) && isIPv4(d) {
+		// The usual Host header naming the server's address (and no URL
+		// whose host could name the server): that address with the port is
+		// the destination, as cleanDomainIP and the branch below find at
+		// greater cost.
+		buf = appendPort(append(append(buf, d...), ':'), e.DstPort)
+		return buf[:n:n], buf[n:], buf, true
 	}
-	if len(d) > 0 {
-		buf = append(buf, d...)
-		for i := n; i < len(buf); i++ { // lowercase in place
-			if c := buf[i]; c-'A' < 26 {
-				buf[i] = c + ('a' - 'A')
-			}
+	lower := false
+	if plainDomain(d) { // the usual: a clean lower-case name or an IPv4 address
+		if d[len(d)-1]-'0' <= 9 && isIPv4(d) {
+			d, domainIP = nil, d
 		}
 	} else {
+		d, domainIP = cleanDomainIP(d)
+		lower = true
+	}
+	if len(d) == 0 && len(e.URL) > 0 {
+		d, lower = cleanDomain(urlHost(e.URL)), true
+	}
+	buf = append(buf, d...)
+	if lower {
+		lowerASCII(buf[n:])
+	}
+	if len(d) == 0 {
 		ipText, port := e.DstIP, e.DstPort
 		if len(ipText) == 1 && ipText[0] == '-' { // unset, as Zeek and Squid write it
 			ipText = nil
@@ -260,7 +274,7 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		// The destination IP is often the domain value just found to be
 		// an IPv4 address (a Host header naming the server's address).
 		if bytes.Equal(ipText, domainIP) && len(domainIP) > 0 || isIPv4(ipText) {
-			buf = strconv.AppendUint(append(append(buf, ipText...), ':'), uint64(uint16(port)), 10)
+			buf = appendPort(append(append(buf, ipText...), ':'), port)
 		} else {
 			ip, err := netip.ParseAddr(bstr(ipText))
 			if err != nil {
@@ -270,6 +284,82 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		}
 	}
 	return buf[:n:n], buf[n:], buf, true
+}
+
+// plainDomain reports whether cleanDomainIP would return d unchanged (as
+// the name, or as the IPv4 address when it is one) and d has no upper-case
+// letter: 1 to 253 bytes, not "-", ends that need no trimming, no '[' first,
+// no dot last, and no byte in ':' to 'Z' (the colon, ";<=>?@" and the
+// upper-case letters), eight bytes at a time.
+func plainDomain(d []byte) bool {
+	const ones, high, low7 = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	n := len(d)
+	if n == 0 || n > 253 {
+		return false
+	}
+	if first, last := d[0], d[n-1]; first-'!' >= 0x7f-'!' || last-'!' >= 0x7f-'!' || first == '[' || last == '.' || n == 1 && first == '-' {
+		return false
+	}
+	var w uint64 // bytes of d, eight at a time
+	switch {
+	case n >= 8:
+		for i := 0; i < n-8; i += 8 {
+			w = binary.LittleEndian.Uint64(d[i:])
+			if a := w & low7; (a+(0x80-':')*ones)&^(a+(0x80-'Z'-1)*ones)&^w&high != 0 {
+				return false
+			}
+		}
+		w = binary.LittleEndian.Uint64(d[n-8:])
+	case n >= 4: // two words of four, overlapping
+		w = uint64(binary.LittleEndian.Uint32(d)) | uint64(binary.LittleEndian.Uint32(d[n-4:]))<<32
+	default:
+		for _, c := range d {
+			w = w<<8 | uint64(c)
+		}
+	}
+	a := w & low7
+	return (a+(0x80-':')*ones)&^(a+(0x80-'Z'-1)*ones)&^w&high == 0
+}
+
+// lowerASCII lower-cases the ASCII letters of b in place, eight bytes at a
+// time.
+func lowerASCII(b []byte) {
+	const high, low7 = 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	n := len(b)
+	if n < 8 {
+		for i, c := range b {
+			if c-'A' < 26 {
+				b[i] = c + ('a' - 'A')
+			}
+		}
+		return
+	}
+	for i := 0; ; i += 8 {
+		if i > n-8 { // the last word overlaps the one before: lower-casing twice changes nothing
+			i = n - 8
+		}
+		w := binary.LittleEndian.Uint64(b[i:])
+		a := w & low7
+		up := (a + (0x80-'A')*0x0101010101010101) &^ (a + (0x80-'Z'-1)*0x0101010101010101) &^ w & high
+		binary.LittleEndian.PutUint64(b[i:], w|up>>2) // 0x80 >> 2 is 'a' - 'A'
+		if i == n-8 {
+			break
+		}
+	}
+}
+
+// appendPort appends uint16(port) in decimal, as strconv.AppendUint would.
+func appendPort(buf []byte, port int) []byte {
+	p := uint(uint16(port))
+	switch {
+	case p < 10:
+		return append(buf, byte('0'+p))
+	case p < 100:
+		return append(buf, byte('0'+p/10), byte('0'+p%10))
+	case p < 1000:
+		return append(buf, byte('0'+p/100), byte('0'+p/10%10), byte('0'+p%10))
+	}
+	return strconv.AppendUint(buf, uint64(p), 10)
 }
 
 // cleanDomain strips a port, a trailing dot and surrounding space; it

@@ -107,6 +107,8 @@ var flowSeeds = []struct {
 	{"10.0.0.1", "", "1.2.3.4", 443, "ssl", ""},
 	{"10.0.0.1", "", "1.2.3.4", 53, " dns , x", ""},
 	{"10.0.0.1", "", "-", 0, "", "http://user@Login.Example.com:8443/x"},
+	{"10.0.0.1", "1.2.3.4", "1.2.3.4", 80, "", "http://Named.example/x"}, // an IP Host, a URL naming the server
+	{"10.0.0.1", "1.2.3.4", "1.2.3.4", 0, "", "http://1.2.3.4:81/x"},
 	{"10.0.0.1", "", "", 0, "", "https://203.0.113.7/gate.php"},
 	{"10.0.0.1", "", "", 0, "", "[2001:db8::5]:443"},
 	{"10.0.0.1", "", "203.0.113.9", 70000, "", "Update.Vendor.example:443"},
@@ -141,4 +143,38 @@ func FuzzFlow(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src, domain, dstIP string, port int, service, url string) {
 		checkFlow(t, src, domain, dstIP, port, service, url)
 	})
+}
+
+// benchRecords are flow-key inputs in the proportions of the Zeek http
+// records of BenchmarkFlushZeekHTTP: mostly a Host header that is the
+// server's IPv4 address, else a name, a few with no Host.
+var benchRecords = []struct{ src, domain, dstIP string }{
+	{"192.168.1.113", "82.245.149.235", "82.245.149.235"},
+	{"192.168.1.113", "189.90.217.247", "189.90.217.247"},
+	{"147.32.81.167", "pico.eset.com", "91.228.167.132"},
+	{"192.168.1.113", "198.36.88.21", "198.36.88.21"},
+	{"147.32.81.167", "update.eset.com", "91.228.165.44"},
+	{"192.168.1.113", "189.241.104.183", "189.241.104.183"},
+	{"147.32.81.167", "i4.c.eset.com", "91.228.165.44"},
+	{"192.168.1.113", "-", "23.4.249.223"},
+	{"192.168.1.113", "www.Microsoft.com", "23.4.249.223"},
+	{"147.32.81.167", "82.245.149.235", "82.245.149.235"},
+}
+
+// BenchmarkFlow is the flow key alone on benchRecords:
+// go test -run '^$' -bench Flow ./fields
+func BenchmarkFlow(b *testing.B) {
+	evs := make([]Event, len(benchRecords))
+	for i, r := range benchRecords {
+		evs[i].Reset()
+		evs[i].Src, evs[i].Domain, evs[i].DstIP, evs[i].DstPort = []byte(r.src), []byte(r.domain), []byte(r.dstIP), 80
+	}
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		for j := range evs {
+			_, _, buf, _ = evs[j].Flow(buf)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/flow")
 }
