@@ -13,9 +13,14 @@ import "encoding/binary"
 type KeySet struct {
 	// mult and entries come first: at small offsets, their loads in the
 	// Reader's loop are also its nil checks.
-	mult       uint64
-	entries    []ksEntry
-	table      [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
+	mult    uint64
+	entries []ksEntry
+	table   [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
+	// Copies of the Reader's lookup tables, indexed from the KeySet pointer
+	// the scanner holds anyway (a global table costs an address load more).
+	size       [256]uint8  // scalarSize
+	keyMask    [256]uint64 // keyMask
+	keyHead    [256]uint8  // keyHead
 	prefixHead [sigSize]uint32
 	slots      int
 }
@@ -79,7 +84,7 @@ func (ks *KeySet) bucket(w uint64, n int) uint64 {
 // A path listed in more than one slot belongs to the first slot that lists
 // it; its later listings are ignored.
 func NewKeySet(slots [][]string) *KeySet {
-	ks := &KeySet{slots: len(slots)}
+	ks := &KeySet{slots: len(slots), size: scalarSize, keyMask: keyMask, keyHead: keyHead}
 	index := map[string]int{}
 	add := func(key string, slot, rank int32, prefix bool) {
 		i, ok := index[key]

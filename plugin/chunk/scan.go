@@ -33,15 +33,23 @@ func be64(base unsafe.Pointer, i int) uint64 {
 	return binary.BigEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
 }
 
-// sub returns b[i:j] for 0 <= i <= j <= end as b[i:j:j] would: an empty
-// slice points at base, as Go's slicing makes it (never past the end).
-func sub(base unsafe.Pointer, i, j int) []byte {
-	n := j - i
+// sub returns b[i:i+n] for 0 <= i, i+n <= end as b[i:i+n:i+n] would: an
+// empty slice points at base, as Go's slicing makes it (never past the end).
+func sub(base unsafe.Pointer, i int, n uint8) []byte {
 	if n == 0 {
 		i = 0
 	}
 	return unsafe.Slice((*byte)(unsafe.Add(base, i)), n)
 }
+
+// keyHead[c] is 1 + the length of a fixstr key whose first byte is c: the
+// offset of its value from the key's start; 0 for any other first byte.
+var keyHead = func() (t [256]uint8) {
+	for c := 0xa0; c < 0xc0; c++ {
+		t[c] = uint8(1 + c&0x1f)
+	}
+	return t
+}()
 
 // keyMask[n] keeps the bytes of the word that ends with a key of n bytes
 // that belong to the key: highMask[n] below 8 bytes, all of them from 8 on.
@@ -82,22 +90,24 @@ pairs:
 	for {
 		// Loop invariant: 7 <= p < end and n > 0.
 		c := at(base, p) // p < end
-		kn := int(c & 0x1f)
-		k1 := p + 1 + kn // fixstr: most keys
-		if c&0xe0 != 0xa0 {
+		h := int(ks.keyHead[c])
+		k1 := p + h // fixstr: most keys
+		if h == 0 {
 			if c != 0xd9 || p+1 >= end { // str8
 				break
 			}
-			kn = int(at(base, p+1)) // p+1 < end
-			k1 = p + 2 + kn
+			h = 2 + int(at(base, p+1)) // p+1 < end
+			k1 = p + h
+			h-- // as if the header were one byte
 		}
+		kn := h - 1
 		// The key is b[k1-kn:k1], its value starts at b[k1]; k1 > p >= 7.
 		if k1 >= end {
 			break
 		}
-		w := word(base, k1-8) & keyMask[uint8(kn)] // k1-8 >= 0, k1 < end
-		lead := at(base, k1)                       // k1 < end
-		q := k1 + int(scalarSize[lead])            // the value's end if scalar, else k1
+		w := word(base, k1-8) & ks.keyMask[uint8(kn)] // k1-8 >= 0, k1 < end
+		lead := at(base, k1)                          // k1 < end
+		q := k1 + int(ks.size[lead])                  // the value's end if scalar, else k1
 		if i := ks.table[((w^uint64(kn))*ks.mult)>>(64-tableBits)]; i != 0 {
 			e := &ks.entries[i-1]
 			// kn > 8: k1-kn+8 < k1 < end.
@@ -122,7 +132,7 @@ pairs:
 					kind, str, u, i, x := KindUint, []byte(nil), uint64(0), int64(0), 0.0
 					switch {
 					case lead&0xe0 == 0xa0: // fixstr
-						kind, str = KindStr, sub(base, k1+1, q)
+						kind, str = KindStr, sub(base, k1+1, lead&0x1f)
 					case lead < 0x80: // positive fixint
 						u = uint64(lead)
 					case lead == 0xcb: // float64: q = k1+9
@@ -139,10 +149,11 @@ pairs:
 						if k1+1 >= end {
 							break pairs
 						}
-						if q = k1 + 2 + int(at(base, k1+1)); q > end { // k1+1 < end
+						sn := at(base, k1+1) // k1+1 < end
+						if q = k1 + 2 + int(sn); q > end {
 							break pairs
 						}
-						kind, str = KindStr, sub(base, k1+2, q)
+						kind, str = KindStr, sub(base, k1+2, sn)
 					case lead == 0xd2: // int32: q = k1+5
 						if i = int64(int32(be32(base, k1+1))); i >= 0 {
 							u, i = uint64(i), 0
@@ -182,7 +193,7 @@ pairs:
 						break pairs
 					}
 					el := at(base, q) // q < end
-					sz := int(scalarSize[el])
+					sz := int(ks.size[el])
 					if sz == 0 {
 						if el != 0xd9 || q+1 >= end {
 							break pairs

@@ -34,6 +34,36 @@ func TestScalarSizeMatchesMsgp(t *testing.T) {
 	}
 }
 
+// keyHead is the header-plus-key length msgp reads for a fixstr key, and 0
+// for every other first byte.
+func TestKeyHeadMatchesMsgp(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		b := make([]byte, 64)
+		b[0] = byte(c)
+		want := 0
+		if s, o, err := msgp.ReadStringZC(b); err == nil && c&0xe0 == 0xa0 {
+			want = len(b) - len(o)
+			if want != 1+len(s) {
+				t.Fatalf("lead %#x: msgp read %d bytes for %d", c, want, len(s))
+			}
+		}
+		if int(keyHead[c]) != want {
+			t.Errorf("lead %#x: keyHead %d, want %d", c, keyHead[c], want)
+		}
+	}
+}
+
+// A KeySet not built by NewKeySet (no tables) matches nothing, and the
+// scanner reads past its pairs as readPair does.
+func TestScanZeroKeySet(t *testing.T) {
+	var ks KeySet
+	sameRead(t, "zero KeySet", zeekChunk(3, false), &ks, 2, 1)
+	fast, _, err := readEvents(zeekChunk(3, false), &ks, 2, false)
+	if err != nil || len(fast) != 3 || fast[0].Fields[0].Kind != KindNone {
+		t.Fatalf("%d events, %v", len(fast), err)
+	}
+}
+
 // readEvents reads chunk with r (scanPairs on or off) into a comparable
 // summary: every event, then the stats and the error.
 func readEvents(chunk []byte, m Matcher, slots int, noScan bool) ([]Event, Stats, error) {
