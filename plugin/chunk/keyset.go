@@ -11,16 +11,16 @@ import "encoding/binary"
 // unwanted keys stop at one load of an empty bucket; a key in a bucket is
 // compared exactly, by length and then as 8-byte words.
 type KeySet struct {
-	// mult and entries come first: at small offsets, their loads in the
-	// Reader's loop are also its nil checks.
+	// The fields the Reader's loop reads come first: at offsets below 4 KiB
+	// their loads are also its nil checks.
 	mult    uint64
 	entries []ksEntry
-	table   [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
 	// Copies of the Reader's lookup tables, indexed from the KeySet pointer
 	// the scanner holds anyway (a global table costs an address load more).
-	size       [256]uint8  // scalarSize
-	keyMask    [256]uint64 // keyMask
-	keyHead    [256]uint8  // keyHead
+	keyHead    [256]uint8        // keyHead
+	size       [256]uint8        // scalarSize
+	keyMask    [256]uint64       // keyMask
+	table      [tableSize]uint32 // first key entry (index+1) of each bucket, 0 if none
 	prefixHead [sigSize]uint32
 	slots      int
 }

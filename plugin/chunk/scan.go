@@ -42,6 +42,25 @@ func sub(base unsafe.Pointer, i int, n uint8) []byte {
 	return unsafe.Slice((*byte)(unsafe.Add(base, i)), n)
 }
 
+// fbase returns the address of the first Value of *fp.
+func fbase(fp *[]Value) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(*fp)) }
+
+// setScalar sets every field of v but Str.
+func (v *Value) setScalar(k Kind, i int64, u uint64, x float64) {
+	v.Kind, v.Bool, v.Sec, v.Nsec = k, false, 0, 0
+	v.Int, v.Uint, v.Float = i, u, x
+}
+
+// setInt sets every field of v but Str to the signed integer x: KindUint
+// when it is >= 0, as msgp's readers deliver it (see Value).
+func (v *Value) setInt(x int64) {
+	if x >= 0 {
+		v.setScalar(KindUint, 0, uint64(x), 0)
+	} else {
+		v.setScalar(KindInt, x, 0, 0)
+	}
+}
+
 // keyHead[c] is 1 + the length of a fixstr key whose first byte is c: the
 // offset of its value from the key's start; 0 for any other first byte.
 var keyHead = func() (t [256]uint8) {
@@ -82,8 +101,11 @@ func (r *Reader) scanPairs(b []byte, p int, n uint32, f []Value) (int, uint32) {
 		return p, n
 	}
 	ks := r.ks
+	if len(f) < ks.slots || len(r.rank) < ks.slots {
+		return p, n // fewer slots than the KeySet has: readPair checks each
+	}
 	base := unsafe.Pointer(unsafe.SliceData(b))
-	// f is read through a pointer: in memory, not in two registers held
+	// f is read through a pointer: in memory, not in registers held
 	// through the loop for the few wanted pairs.
 	fp := &f
 pairs:
@@ -119,67 +141,66 @@ pairs:
 				if lead == 0xc0 {
 					rank = nilRank
 				}
-				f, ranks := *fp, r.rank
-				if slot < uint(len(f)) && slot < uint(len(ranks)) && (f[slot].Kind == KindNone || rank < ranks[slot]) {
-					// Wanted: decode the value into its slot. Below, the
-					// value is b[k1:q] and q <= end.
-					if q > end {
-						break
-					}
-					// Decode into kind and one of str, u, i, x, then set every
-					// field of the Value: its one pointer store makes one write
-					// barrier, and one place where the loop spills registers.
-					kind, str, u, i, x := KindUint, []byte(nil), uint64(0), int64(0), 0.0
-					switch {
-					case lead&0xe0 == 0xa0: // fixstr
-						kind, str = KindStr, sub(base, k1+1, lead&0x1f)
-					case lead < 0x80: // positive fixint
-						u = uint64(lead)
-					case lead == 0xcb: // float64: q = k1+9
-						kind, x = KindFloat, math.Float64frombits(be64(base, k1+1))
-					case lead == 0xd1: // int16: q = k1+3
-						if i = int64(int16(be16(base, k1+1))); i >= 0 {
-							u, i = uint64(i), 0
-						} else {
-							kind = KindInt
-						}
-					case lead == 0xcd: // uint16: q = k1+3
-						u = uint64(be16(base, k1+1))
-					case lead == 0xd9: // str8: q = k1 here
-						if k1+1 >= end {
-							break pairs
-						}
-						sn := at(base, k1+1) // k1+1 < end
-						if q = k1 + 2 + int(sn); q > end {
-							break pairs
-						}
-						kind, str = KindStr, sub(base, k1+2, sn)
-					case lead == 0xd2: // int32: q = k1+5
-						if i = int64(int32(be32(base, k1+1))); i >= 0 {
-							u, i = uint64(i), 0
-						} else {
-							kind = KindInt
-						}
-					case lead == 0xce: // uint32: q = k1+5
-						u = uint64(be32(base, k1+1))
-					case lead == 0xcc: // uint8: q = k1+2, k1+1 < end
-						u = uint64(at(base, k1+1))
-					case lead == 0xc0:
-						kind = KindNil
-					default: // the other types: readPair
+				// slot < ks.slots <= len(f), len(r.rank) (checked above).
+				if slot >= uint(ks.slots) {
+					goto skip
+				}
+				v := (*Value)(unsafe.Add(fbase(fp), slot*uint(unsafe.Sizeof(Value{}))))
+				vr := (*int32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(r.rank)), slot*4))
+				if v.Kind != KindNone && rank >= *vr {
+					goto skip
+				}
+				// Wanted: decode the value into its slot. Below, the value
+				// is b[k1:q] and q <= end. Each case sets every field but
+				// Str, which is set once after the switch: one pointer
+				// store, one write barrier, one place where the loop spills
+				// registers around it. A case that gives up sets nothing.
+				if q > end {
+					break
+				}
+				var str []byte
+				switch {
+				case lead&0xe0 == 0xa0: // fixstr
+					v.setScalar(KindStr, 0, 0, 0)
+					str = sub(base, k1+1, lead&0x1f)
+				case lead < 0x80: // positive fixint
+					v.setScalar(KindUint, 0, uint64(lead), 0)
+				case lead == 0xcb: // float64: q = k1+9
+					v.setScalar(KindFloat, 0, 0, math.Float64frombits(be64(base, k1+1)))
+				case lead == 0xd1: // int16: q = k1+3
+					v.setInt(int64(int16(be16(base, k1+1))))
+				case lead == 0xcd: // uint16: q = k1+3
+					v.setScalar(KindUint, 0, uint64(be16(base, k1+1)), 0)
+				case lead == 0xd9: // str8: q = k1 here
+					if k1+1 >= end {
 						break pairs
 					}
-					v := &f[slot]
-					v.Kind, v.Bool, v.Sec, v.Nsec = kind, false, 0, 0
-					v.Str, v.Int, v.Uint, v.Float = str, i, u, x
-					ranks[slot] = rank
-					goto next
+					sn := at(base, k1+1) // k1+1 < end
+					if q = k1 + 2 + int(sn); q > end {
+						break pairs
+					}
+					v.setScalar(KindStr, 0, 0, 0)
+					str = sub(base, k1+2, sn)
+				case lead == 0xd2: // int32: q = k1+5
+					v.setInt(int64(int32(be32(base, k1+1))))
+				case lead == 0xce: // uint32: q = k1+5
+					v.setScalar(KindUint, 0, uint64(be32(base, k1+1)), 0)
+				case lead == 0xcc: // uint8: q = k1+2, k1+1 < end
+					v.setScalar(KindUint, 0, uint64(at(base, k1+1)), 0)
+				case lead == 0xc0:
+					v.setScalar(KindNil, 0, 0, 0)
+				default: // the other types: readPair
+					break pairs
 				}
+				v.Str = str
+				*vr = rank
+				goto next
 			} else if e.nextKey != 0 {
 				break // a shared bucket: readPair walks it
 			}
 		}
 		// Not wanted: step over the value.
+	skip:
 		if q == k1 {
 			switch {
 			case lead == 0xd9 && k1+1 < end: // str8
