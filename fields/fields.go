@@ -410,11 +410,12 @@ func isIPv4(b []byte) bool {
 	if n < 7 || n > 15 {
 		return false
 	}
-	if n == 7 { // d.d.d.d
-		return b[0]-'0' <= 9 && b[1] == '.' && b[2]-'0' <= 9 && b[3] == '.' && b[4]-'0' <= 9 && b[5] == '.' && b[6]-'0' <= 9
+	if n == 7 {
+		return isIPv4Seven(b)
 	}
 	// Bytes 0-7 and n-8..n-1 (overlapping): together all n.
-	dlo, ok := digitsAndDots(binary.LittleEndian.Uint64(b))
+	lo := binary.LittleEndian.Uint64(b)
+	dlo, ok := digitsAndDots(lo)
 	if !ok {
 		return false
 	}
@@ -422,15 +423,26 @@ func isIPv4(b []byte) bool {
 	if !ok {
 		return false
 	}
-	dots := dlo | dhi<<(n-8) // bit i: b[i] is a dot
-	if bits.OnesCount64(dots) != 3 {
+	dots := dlo | dhi<<(n-8)       // bit i: b[i] is a dot
+	d1 := dots & (dots - 1)        // without the first dot
+	d2 := d1 & (d1 - 1)            // without the first two
+	if d2 == 0 || d2&(d2-1) != 0 { // not three dots
 		return false
 	}
-	p1 := bits.TrailingZeros64(dots)
-	dots &= dots - 1
-	p2 := bits.TrailingZeros64(dots)
-	p3 := bits.TrailingZeros64(dots & (dots - 1))
-	return octet(b, 0, p1) && octet(b, p1+1, p2) && octet(b, p2+1, p3) && octet(b, p3+1, n)
+	p1, p2, p3 := bits.TrailingZeros64(dots), bits.TrailingZeros64(d1), bits.TrailingZeros64(d2)
+	// The first field from lo: reading its bytes again would make the
+	// compiler assemble lo from single bytes.
+	f1 := bits.ReverseBytes32(uint32(lo) << 8) // b[0]<<16 | b[1]<<8 | b[2]
+	first := p1 == 1 || p1 == 2 && byte(lo) != '0' || p1 == 3 && byte(lo) != '0' && f1 <= '2'<<16|'5'<<8|'5'
+	return first && octet(b, p1+1, p2) && octet(b, p2+1, p3) && octet(b, p3+1, n)
+}
+
+// isIPv4Seven is isIPv4 of 7 bytes: d.d.d.d. It is a function of its own
+// so that isIPv4's byte reads of these do not break up its 8-byte loads.
+//
+//go:noinline
+func isIPv4Seven(b []byte) bool {
+	return len(b) == 7 && b[0]-'0' <= 9 && b[1] == '.' && b[2]-'0' <= 9 && b[3] == '.' && b[4]-'0' <= 9 && b[5] == '.' && b[6]-'0' <= 9
 }
 
 // digitsAndDots reports whether the 8 bytes of w (little-endian) are all
@@ -441,10 +453,10 @@ func digitsAndDots(w uint64) (dots uint64, ok bool) {
 	if w&high != 0 {
 		return 0, false
 	}
-	t := w ^ ('.' * ones)
-	dot := ^((t&low7 + low7) | t) & high // 0x80 where the byte is '.'
-	digit := (w + (0x80-'0')*ones) &^ (w + (0x80-'9'-1)*ones) & high
-	if dot|digit != high {
+	// Every byte is below 0x80 now, so adding to it carries into no other.
+	dot := ^((w ^ '.'*ones) + low7) & high               // 0x80 where the byte is '.'
+	notDigit := ((w ^ '0'*ones) + (0x80-10)*ones) & high // 0x80 where the byte xor '0' is 10 or more
+	if notDigit&^dot != 0 {
 		return 0, false
 	}
 	return ((dot >> 7) * 0x0102040810204080) >> 56, true
