@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 
 	"github.com/tinylib/msgp/msgp"
 )
@@ -379,24 +380,28 @@ func eventHead(b []byte) (sec, nsec int64, n uint32, p int, ok bool) {
 	// The two heads Fluent Bit writes, compared as words: v4.2.8's
 	// [[EventTime, {}], body] with array32 headers, and the fixarray one.
 	const v4 = 0xdd_00_00_00_02_dd_00_00_00_02_d7_00 // 12 bytes, big-endian
+	var t int                                        // the offset of the EventTime's payload
 	switch {
 	case len(b) >= 23 && binary.BigEndian.Uint64(b) == v4>>32 && binary.BigEndian.Uint32(b[8:]) == v4&0xffffffff && b[20] == 0x80:
-		p = 12
+		t = 12
 	case len(b) >= 15 && binary.BigEndian.Uint32(b) == 0x92_92_d7_00 && b[12] == 0x80:
-		p = 4
+		t = 4
 	default:
 		return eventHeadAny(b)
 	}
-	sec, nsec = int64(binary.BigEndian.Uint32(b[p:])), int64(binary.BigEndian.Uint32(b[p+4:]))
+	// len(b) >= t+11: the payload is b[t:t+8], {} is b[t+8], the body's
+	// header starts at b[t+9] (read without bounds checks, see at).
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	sec, nsec = int64(be32(base, t)), int64(be32(base, t+4))
 	if sec >= 0xFFFFFFFE { // a group marker
 		return 0, 0, 0, 0, false
 	}
-	p += 9 // past the timestamp and {}
-	switch {
-	case b[p]&0xf0 == 0x80: // fixmap
-		return sec, nsec, uint32(b[p] & 0x0f), p + 1, true
-	case p+3 <= len(b) && b[p] == 0xde: // map16
-		return sec, nsec, uint32(binary.BigEndian.Uint16(b[p+1:])), p + 3, true
+	p = t + 9
+	switch h := at(base, p); {
+	case h&0xf0 == 0x80: // fixmap
+		return sec, nsec, uint32(h & 0x0f), p + 1, true
+	case h == 0xde && p+3 <= len(b): // map16: p+1, p+2 < len(b)
+		return sec, nsec, uint32(be16(base, p+1)), p + 3, true
 	}
 	return eventHeadAny(b)
 }
