@@ -228,7 +228,7 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		}
 	}
 	if isIPv4(e.Src) { // canonical already: copied as it is
-		buf = append(buf[:0], e.Src...)
+		buf = appendShort(buf[:0], e.Src)
 	} else {
 		a, err := netip.ParseAddr(bstr(e.Src))
 		if err != nil {
@@ -243,7 +243,7 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		// whose host could name the server): that address with the port is
 		// the destination, as cleanDomainIP and the branch below find at
 		// greater cost.
-		buf = appendPort(append(append(buf, d...), ':'), e.DstPort)
+		buf = appendPort(append(appendShort(buf, d), ':'), e.DstPort)
 		return buf[:n:n], buf[n:], buf, true
 	}
 	lower := false
@@ -258,7 +258,7 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 	if len(d) == 0 && len(e.URL) > 0 {
 		d, lower = cleanDomain(urlHost(e.URL)), true
 	}
-	buf = append(buf, d...)
+	buf = appendShort(buf, d)
 	if lower {
 		lowerASCII(buf[n:])
 	}
@@ -279,7 +279,7 @@ func (e *Event) Flow(buf []byte) (src, dst, out []byte, ok bool) {
 		// The destination IP is often the domain value just found to be
 		// an IPv4 address (a Host header naming the server's address).
 		if bytes.Equal(ipText, domainIP) && len(domainIP) > 0 || isIPv4(ipText) {
-			buf = appendPort(append(append(buf, ipText...), ':'), port)
+			buf = appendPort(append(appendShort(buf, ipText), ':'), port)
 		} else {
 			ip, err := netip.ParseAddr(bstr(ipText))
 			if err != nil {
@@ -351,6 +351,20 @@ func lowerASCII(b []byte) {
 			break
 		}
 	}
+}
+
+// appendShort is append(buf, s...) without runtime.memmove's call for
+// the 8 to 16 bytes of most addresses and names: two 8-byte copies, the
+// second overlapping the first.
+func appendShort(buf, s []byte) []byte {
+	n, m := len(buf), len(s)
+	if m < 8 || m > 16 || cap(buf)-n < m {
+		return append(buf, s...)
+	}
+	buf = buf[:n+m]
+	binary.LittleEndian.PutUint64(buf[n:], binary.LittleEndian.Uint64(s))
+	binary.LittleEndian.PutUint64(buf[n+m-8:], binary.LittleEndian.Uint64(s[m-8:]))
+	return buf
 }
 
 // appendPort appends uint16(port) in decimal, as strconv.AppendUint would.
