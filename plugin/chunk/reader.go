@@ -147,8 +147,8 @@ type frame struct {
 // reused for any number of chunks and allocates nothing per event once
 // Event.Fields has grown to the number of slots.
 type Reader struct {
-	chunk []byte // the whole chunk, for offsets
-	b     []byte // the unread rest of chunk
+	chunk []byte // the whole chunk
+	pos   int    // the offset of its unread rest
 
 	m     Matcher
 	ks    *KeySet // m when it is a *KeySet: called without an interface call
@@ -175,7 +175,7 @@ func (r *Reader) Reset(chunk []byte, m Matcher, slots int) {
 		slots = 0
 	}
 	r.chunk = chunk
-	r.b = chunk
+	r.pos = 0
 	if ks, ok := m.(*KeySet); ok && ks == nil {
 		m = nil // a nil *KeySet wants nothing
 	}
@@ -200,7 +200,7 @@ func (r *Reader) Stats() Stats { return r.stats }
 
 // Offset returns the number of chunk bytes consumed: after Next returns true
 // it is the offset just past the delivered event.
-func (r *Reader) Offset() int { return len(r.chunk) - len(r.b) }
+func (r *Reader) Offset() int { return r.pos }
 
 var readerPool sync.Pool
 
@@ -238,15 +238,24 @@ func (r *Reader) Next(ev *Event) bool {
 	if cap(ev.Fields) < r.slots {
 		ev.Fields = make([]Value, r.slots)
 	}
-	ev.Fields = ev.Fields[:r.slots]
+	if len(ev.Fields) != r.slots {
+		ev.Fields = ev.Fields[:r.slots]
+	}
 	if r.ks != nil && r.slots > 0 {
 		// The usual event, read as readEvent and readBody would read it,
-		// with two calls fewer: the head Fluent Bit writes, and a KeySet.
-		if sec, nsec, n, p, ok := eventHead(r.b); ok {
+		// with calls fewer: the head Fluent Bit writes, and a KeySet.
+		if sec, nsec, n, p, ok := eventHead(r.chunk[r.pos:]); ok {
 			ev.Sec, ev.Nsec = sec, nsec
 			clear(ev.Fields)
-			p, err := r.readPairs(len(r.chunk)-len(r.b)+p, n, ev.Fields)
-			r.b = r.chunk[p:]
+			p += r.pos
+			if !r.noScan {
+				p, n = r.scanPairs(r.chunk, p, n, ev.Fields)
+			}
+			var err error
+			if n > 0 {
+				p, err = r.readPairs(p, n, ev.Fields)
+			}
+			r.pos = p
 			if err != nil {
 				r.err = &ChunkError{Offset: p, Err: err}
 				return false
@@ -255,18 +264,18 @@ func (r *Reader) Next(ev *Event) bool {
 			return true
 		}
 	}
-	for len(r.b) > 0 {
-		start := r.b
+	for r.pos < len(r.chunk) {
+		start := r.chunk[r.pos:]
 		st, b, err := r.readEvent(start, ev)
 		if err == nil && st == stBad {
 			b, err = skipN(start, 1)
 		}
 		if err != nil {
-			r.err = &ChunkError{Offset: len(r.chunk) - len(b), Err: err}
-			r.b = b
+			r.pos = len(r.chunk) - len(b)
+			r.err = &ChunkError{Offset: r.pos, Err: err}
 			return false
 		}
-		r.b = b
+		r.pos = len(r.chunk) - len(b)
 		switch st {
 		case stEvent:
 			r.stats.Events++
