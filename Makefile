@@ -145,3 +145,8 @@ bench-cache:
 .PHONY: bench-plugin-instructions
 bench-plugin-instructions:
 	build/bench/instructions.sh .
+
+# ---- flow key (fields): the fast paths held to the plain netip reference ----
+.PHONY: fuzz-fields
+fuzz-fields:
+	$(GO) test -run '^$$' -fuzz '^FuzzFlow$$' -fuzztime 120s ./fields

@@ -178,3 +178,12 @@ func BenchmarkFlow(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/flow")
 }
+
+// appendPort writes every port as strconv does, and wraps as uint16.
+func TestAppendPort(t *testing.T) {
+	for p := -1; p <= 65536; p++ {
+		if got, want := string(appendPort([]byte("x:"), p)), "x:"+strconv.Itoa(int(uint16(p))); got != want {
+			t.Fatalf("appendPort(%d) = %q, want %q", p, got, want)
+		}
+	}
+}
