@@ -282,12 +282,13 @@ func (s *Store) Observe(src, dst []byte, sec int64, size int64) (f *Flow, due bo
 	if r != Counted {
 		return nil, false, r
 	}
-	h := s.hash(src, dst)
-	f, due, r = s.count(h, s.idx.get(h), src, dst, abs, sec, size)
-	if r == Counted {
-		s.counted[h%countStripes].n.Add(1)
+	e := Event{Src: src, Dst: dst, Sec: sec, Size: size, abs: abs, h: s.hash(src, dst)}
+	e.Flow = s.idx.get(e.h)
+	s.count(&e)
+	if e.Result == Counted {
+		s.counted[e.h%countStripes].n.Add(1)
 	}
-	return f, due, r
+	return e.Flow, e.Due, e.Result
 }
 
 // Event is one event for ObserveBatch: the inputs (as Observe's
@@ -347,7 +348,7 @@ func (s *Store) ObserveBatch(evs []Event) {
 	counted := int64(0)
 	for i := range evs {
 		if e := &evs[i]; e.h != 0 {
-			e.Flow, e.Due, e.Result = s.count(e.h, e.Flow, e.Src, e.Dst, e.abs, e.Sec, e.Size)
+			s.count(e)
 			if e.Result == Counted {
 				counted++
 			}
@@ -394,10 +395,11 @@ func (s *Store) admit(src, dst []byte, sec int64) (int32, Result) {
 	return abs, Counted
 }
 
-// count counts an admitted event of the flow with hash h into f, the flow
-// the index gave for h (nil if none), or into the flow lookup finds. It
-// does not add to Stats.Counted (the caller does).
-func (s *Store) count(h uint64, f *Flow, src, dst []byte, abs int32, sec, size int64) (*Flow, bool, Result) {
+// count counts an admitted event (abs and h set) into e.Flow, the flow the
+// index gave for e.h (nil if none), or into the flow lookup finds, and sets
+// e's results. It does not add to Stats.Counted (the caller does).
+func (s *Store) count(e *Event) {
+	h, f, abs := e.h, e.Flow, e.abs
 	for try := 0; ; try++ {
 		// The index holds the flows ristretto admitted: an event for one
 		// of them takes no lock but its flow's and calls no ristretto
@@ -407,14 +409,15 @@ func (s *Store) count(h uint64, f *Flow, src, dst []byte, abs int32, sec, size i
 		}
 		if f == nil || f.state.Load() != statusAdmitted {
 			var r Result
-			if f, r = s.lookup(h, src, dst); r != Counted {
-				return nil, false, r
+			if f, r = s.lookup(h, e.Src, e.Dst); r != Counted {
+				e.Flow, e.Due, e.Result = nil, false, r
+				return
 			}
 			if f.state.Load() == statusAdmitted {
 				s.idx.put(h, f)
 			}
 		}
-		res, due, grew := f.observe(abs, uint32(sec), size, &s.bytes)
+		res, due, grew := f.observe(abs, uint32(e.Sec), e.Size, &s.bytes)
 		switch res {
 		case obsReleased:
 			// Evicted or dropped between the lookup and the lock: look
@@ -423,10 +426,12 @@ func (s *Store) count(h uint64, f *Flow, src, dst []byte, abs int32, sec, size i
 				continue
 			}
 			s.refused.Add(1)
-			return nil, false, Refused
+			e.Flow, e.Due, e.Result = nil, false, Refused
+			return
 		case obsOld:
 			s.tooOld.Add(1)
-			return nil, false, TooOld
+			e.Flow, e.Due, e.Result = nil, false, TooOld
+			return
 		case obsNewMinute:
 			// ristretto's frequency sketch learns of an admitted flow
 			// through a Get (the only way to tell it) on one in
@@ -451,7 +456,8 @@ func (s *Store) count(h uint64, f *Flow, src, dst []byte, abs int32, sec, size i
 			// still pending carries its new cost when it is offered again.
 			s.rc.Set(h, f, f.cost())
 		}
-		return f, due, Counted
+		e.Flow, e.Due, e.Result = f, due, Counted
+		return
 	}
 }
 
