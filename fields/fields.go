@@ -128,6 +128,10 @@ func (e *Event) SetText(slot int, v []byte) error {
 }
 
 func (e *Event) setText(slot int, v []byte) error {
+	if slot == DstIP { // the commonest of the rest, before the switch's tests
+		e.DstIP = v
+		return nil
+	}
 	switch slot {
 	case Time:
 		sec, err := parseTime(v)
