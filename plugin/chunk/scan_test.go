@@ -343,3 +343,20 @@ func TestKeySetBuckets(t *testing.T) {
 		}
 	}
 }
+
+// A body that starts before offset 7 (a legacy event with a fixint
+// timestamp, first in the chunk) is read by readPair up to where scanPairs
+// can take over; the events after it by scanPairs.
+func TestScanEarlyBody(t *testing.T) {
+	chunk := chunkOf(legacy(1, obj{"v", "x", "host", "h"}), legacy(2, obj{"host", "g", "v", 7}))
+	sameRead(t, "early body", chunk, fuzzKeys, fuzzKeys.Slots(), 1)
+	evs, _, err := readEvents(chunk, fuzzKeys, fuzzKeys.Slots(), false)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("%d events, %v", len(evs), err)
+	}
+	for i, want := range []string{`1.000000000 0=str:"x" 1=str:"h"`, `2.000000000 0=uint:7 1=str:"g"`} {
+		if got := fmtEvent(&evs[i]); got != want {
+			t.Errorf("event %d: %s, want %s", i, got, want)
+		}
+	}
+}
