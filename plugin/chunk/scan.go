@@ -105,12 +105,13 @@ func (r *Reader) scanPairs(b []byte, p int, n uint32, f []Value) (int, uint32) {
 		return p, n // fewer slots than the KeySet has: readPair checks each
 	}
 	base := unsafe.Pointer(unsafe.SliceData(b))
+	left := int(n) // pairs left, this one included
 	// f is read through a pointer: in memory, not in registers held
 	// through the loop for the few wanted pairs.
 	fp := &f
 pairs:
 	for {
-		// Loop invariant: 7 <= p < end and n > 0.
+		// Loop invariant: 7 <= p < end and left > 0.
 		c := at(base, p) // p < end
 		h := int(ks.keyHead[c])
 		k1 := p + h // fixstr: most keys
@@ -231,14 +232,14 @@ pairs:
 		// The pair is b[p:q]. Keep the invariant: q < end, or stop.
 		if q >= end {
 			if q == end {
-				p, n = q, n-1
+				p, left = q, left-1
 			}
 			break
 		}
 		p = q
-		if n--; n == 0 {
+		if left--; left == 0 {
 			break
 		}
 	}
-	return p, n
+	return p, uint32(left)
 }
