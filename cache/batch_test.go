@@ -40,12 +40,20 @@ func batchEvents(r *rand.Rand, n int) []Event {
 }
 
 // ObserveBatch gives every event the result Observe gives it, and leaves
-// the same counts and statistics, for batches of every length.
+// the same counts and statistics, for batches of every length, with and
+// without its prefetching stages (which a store of this size would skip).
 func TestObserveBatchMatchesObserve(t *testing.T) {
+	for _, from := range []int64{prefetchFlows, 0} {
+		t.Run(fmt.Sprintf("prefetch from %d flows", from), func(t *testing.T) { observeBatchMatches(t, from) })
+	}
+}
+
+func observeBatchMatches(t *testing.T, prefetchFrom int64) {
 	r := rand.New(rand.NewPCG(7, 8))
 	evs := batchEvents(r, 20000)
 	one := newStore(t, Config{Now: fixedNow})
 	many := newStore(t, Config{Now: fixedNow})
+	many.prefetchFrom = prefetchFrom
 	type out struct {
 		key string
 		due bool
@@ -109,7 +117,14 @@ func TestObserveBatchMatchesObserve(t *testing.T) {
 // Workers calling ObserveBatch at once (Fluent Bit's workers), on the same
 // flows, lose no event; run with -race.
 func TestObserveBatchConcurrentCountsExact(t *testing.T) {
+	for _, from := range []int64{prefetchFlows, 0} {
+		t.Run(fmt.Sprintf("prefetch from %d flows", from), func(t *testing.T) { observeBatchConcurrent(t, from) })
+	}
+}
+
+func observeBatchConcurrent(t *testing.T, prefetchFrom int64) {
 	s := newStore(t, Config{Now: fixedNow})
+	s.prefetchFrom = prefetchFrom
 	const workers, flows, per = 4, 50, 300
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -144,6 +159,7 @@ func TestObserveBatchConcurrentCountsExact(t *testing.T) {
 // ObserveBatch allocates nothing once its flows exist.
 func TestObserveBatchAllocatesNothing(t *testing.T) {
 	s := newStore(t, Config{Now: fixedNow})
+	s.prefetchFrom = 0 // the stages: the other path is Observe's
 	evs := make([]Event, 32)
 	for i := range evs {
 		evs[i] = Event{Src: []byte("10.0.0.1"), Dst: []byte(fmt.Sprintf("d%d.example", i)), Sec: t0.Unix(), Size: 10}

@@ -58,7 +58,8 @@ func (d *Detector) Add(b *Batch, e *fields.Event) {
 	if cap(out) == cap(room) {
 		b.off += len(out) // in the batch's keys (a longer key got an array of its own)
 	}
-	b.evs[b.n] = cache.Event{Src: src, Dst: dst, Sec: e.Sec, Size: e.Size}
+	ev := &b.evs[b.n] // the outputs are ObserveBatch's to set
+	ev.Src, ev.Dst, ev.Sec, ev.Size = src, dst, e.Sec, e.Size
 	if b.n++; b.n == BatchLen {
 		d.Flush(b)
 	}
