@@ -181,14 +181,7 @@ func TestObserveBatchAllocatesNothing(t *testing.T) {
 // source, each event in a new minute of its flow) through ObserveBatch,
 // 32 events at a time; ns/op is per event.
 func BenchmarkObserveBatchHit(b *testing.B) {
-	s := newStore(b, Config{Now: fixedNow})
-	src := []byte("10.0.0.1")
-	dsts := make([][]byte, 1024)
-	for i := range dsts {
-		dsts[i] = []byte(fmt.Sprintf("host%d.example.com", i))
-		s.Observe(src, dsts[i], t0.Unix(), 1)
-	}
-	s.Wait()
+	s, src, dsts := hitStore(b)
 	var evs [32]Event
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -189,15 +189,21 @@ func TestFloodKeepsEstablishedFlowsExact(t *testing.T) {
 	}
 }
 
-func BenchmarkObserveHit(b *testing.B) {
-	s := newStore(b, Config{Now: fixedNow})
-	src := []byte("10.0.0.1")
-	dsts := make([][]byte, 1024)
+// hitStore is a store of 1,024 flows of one source, and their keys.
+func hitStore(b *testing.B) (s *Store, src []byte, dsts [][]byte) {
+	s = newStore(b, Config{Now: fixedNow})
+	src = []byte("10.0.0.1")
+	dsts = make([][]byte, 1024)
 	for i := range dsts {
 		dsts[i] = []byte(fmt.Sprintf("host%d.example.com", i))
 		s.Observe(src, dsts[i], t0.Unix(), 1)
 	}
 	s.Wait()
+	return s, src, dsts
+}
+
+func BenchmarkObserveHit(b *testing.B) {
+	s, src, dsts := hitStore(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
