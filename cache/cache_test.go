@@ -176,8 +176,11 @@ func TestFloodKeepsEstablishedFlowsExact(t *testing.T) {
 		return true
 	})
 	st := s.Stats()
-	if st.Evictions+st.Rejections+st.Dropped == 0 {
-		t.Fatalf("the flood never pressured the cache: %+v", st)
+	// The one-offs churn through the nursery; the beacons, active in a
+	// second minute before the flood reaches them, stay there until they
+	// mature.
+	if st.YoungEvicted < 100000 || st.Promoted < beacons {
+		t.Fatalf("the flood never pressured the nursery, or the beacons did not mature: %+v", st)
 	}
 	if len(kept) != beacons {
 		t.Fatalf("%d of %d beacon flows kept (stats %+v)", len(kept), beacons, st)

@@ -46,11 +46,20 @@ const (
 	statusInFlight = 0 // Set sent to ristretto, outcome unknown
 	statusRejected = 1 // refused (admission or a full buffer); the next event offers it again
 	statusAdmitted = 2 // seen in ristretto by a Get
+	statusYoung    = 3 // in the nursery, not offered to ristretto (see nursery)
 	statusMask     = 3
 	released       = 4
 )
 
-func (f *Flow) status() uint32   { return f.state.Load() & statusMask }
+func (f *Flow) status() uint32 { return f.state.Load() & statusMask }
+
+// loadState returns f's state word, or released if f is nil.
+func (f *Flow) loadState() uint32 {
+	if f == nil {
+		return released
+	}
+	return f.state.Load()
+}
 func (f *Flow) isReleased() bool { return f.state.Load()&released != 0 }
 
 // setStatus changes the status unless the flow is released.
@@ -125,6 +134,7 @@ const (
 	obsNewMinute  // counted, the first event of the flow in a newer minute than before
 	obsOld        // before the flow's window
 	obsReleased   // the flow is no longer tracked: look it up again
+	obsMature     // as obsNewMinute, and the young flow is now active in matureMinutes minutes
 )
 
 // observe counts one event. due says whether the event moved the flow into
@@ -165,6 +175,9 @@ func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) 
 		due, res = abs >= f.marks.NextScore, obsCounted
 	case abs > prevLast:
 		due, res = abs >= f.marks.NextScore, obsNewMinute
+		if f.state.Load()&statusMask == statusYoung && f.counts.mature() {
+			res = obsMature
+		}
 	case abs == prevLast:
 		res = obsSameMinute
 	default:
@@ -283,7 +296,12 @@ const (
 var _ [flowStructBytes - unsafe.Sizeof(Flow{})]byte
 
 // bytes is the memory the flow is charged: what ristretto is told it costs.
-// Call with f.mu held, or before f is shared.
+// A young flow has no ristretto item; its nursery slot is charged instead.
+// Call with f.mu held, or before f is shared (the status changes from young
+// only under the lock, see Store.promote).
 func (f *Flow) bytes() int64 {
+	if f.state.Load()&statusMask == statusYoung {
+		return int64(flowStructBytes + youngSlotBytes + indexSlotBytes + f.counts.bytes())
+	}
 	return int64(flowStructBytes + ristrettoBytes + indexSlotBytes + f.counts.bytes())
 }

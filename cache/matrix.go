@@ -79,6 +79,9 @@ func (c *counts) setCells(s []cell) {
 func (c *counts) empty() bool   { return c.p == nil }
 func (c *counts) isDense() bool { return c.base == denseBase }
 
+// mature reports whether the counts have cells for matureMinutes minutes.
+func (c *counts) mature() bool { return c.isDense() || int(c.n) >= matureMinutes }
+
 // at and set read and write the dense ring at index i (abs mod Minutes).
 func (c *counts) at(i int) uint16 {
 	x := unsafe.Slice(c.p, denseCells)[i>>1]

@@ -567,6 +567,9 @@ func (d *decoder) flow(sn *snapshot, chunk *[]restoredFlow) bool {
 		return false
 	}
 	f.counts.load(cells)
+	if !f.counts.mature() {
+		f.state.Store(statusYoung) // back to the nursery (install)
+	}
 	cost := f.bytes()
 	sn.bytes += cost
 	si, di := sn.names[0].intern(d.s, key[:sl]), sn.names[1].intern(d.s, key[sl+1:])
@@ -628,6 +631,10 @@ func (s *Store) install(sn *snapshot) {
 		}
 	}
 	for _, o := range offers {
+		if o.f.state.Load() == statusYoung {
+			s.restoreYoung(o.h, o.f)
+			continue
+		}
 		for !s.rc.Set(o.h, o.f, o.cost) {
 			s.rc.Wait() // the buffer is full: let ristretto catch up
 		}
@@ -649,6 +656,8 @@ func (s *Store) install(sn *snapshot) {
 			rf := &chunk[i]
 			f := rf.f
 			switch st := f.state.Load(); {
+			case st == statusYoung:
+				s.restored.Add(1)
 			case st == statusInFlight:
 				f.setStatus(statusAdmitted)
 				s.restored.Add(1)
@@ -662,6 +671,21 @@ func (s *Store) install(sn *snapshot) {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
+
+// restoreYoung puts a restored young flow into its nursery, making room as
+// addYoung does (a restored flow may then be the one evicted).
+func (s *Store) restoreYoung(h uint64, f *Flow) {
+	p := &s.pending[h%shards]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.young.young >= s.perYoung && p.young.n > 0 {
+		s.evictYoung(p)
+	}
+	p.young.push(f)
+	p.young.young++
+	s.youngFlows.Add(1)
+	s.idx.put(h, f)
+}
 
 // pendingHolds reports whether the pending table holds f under h.
 func (s *Store) pendingHolds(h uint64, f *Flow) bool {

@@ -117,21 +117,25 @@ type Stats struct {
 	Sources      int64
 	Restored     int64 // flows restored from a snapshot
 	Waits        int64 // times a full pending shard waited for ristretto
+	Young        int64 // flows in the nursery (in Flows; not offered to ristretto yet)
+	YoungEvicted int64 // young flows evicted from a full nursery
+	Promoted     int64 // young flows offered to ristretto, active in matureMinutes minutes
 }
 
 // Store tracks flows. Safe for concurrent use.
 type Store struct {
-	cfg     Config
-	maxCost int64
-	perPend int
-	rc      *ristretto.Cache[uint64, *Flow]
-	tab     *table
-	pending [shards]pendingShard
-	wm      atomic.Int32 // watermark: newest accepted Unix minute
-	future  atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
-	closing atomic.Bool
-	idx     index
-	seed    maphash.Seed // of the flow hash (random per process)
+	cfg      Config
+	maxCost  int64
+	perPend  int
+	perYoung int // young flows per pending shard
+	rc       *ristretto.Cache[uint64, *Flow]
+	tab      *table
+	pending  [shards]pendingShard
+	wm       atomic.Int32 // watermark: newest accepted Unix minute
+	future   atomic.Int64 // a recent wall clock + MaxFuture (Unix seconds)
+	closing  atomic.Bool
+	idx      index
+	seed     maphash.Seed // of the flow hash (random per process)
 	// sharedCharged is the shared memory last taken from MaxCost.
 	sharedCharged atomic.Int64
 
@@ -141,6 +145,7 @@ type Store struct {
 	rejections, dropped, evictions, conflict atomic.Int64
 	droppedSets, restored, requeued, waits   atomic.Int64
 	merged                                   atomic.Int64
+	youngFlows, youngEvicted, promoted       atomic.Int64
 
 	prefetchFrom int64 // prefetchFlows; tests lower it
 }
@@ -150,6 +155,7 @@ type Store struct {
 // exactly once.
 type pendingShard struct {
 	mu      sync.Mutex
+	young   nursery
 	m       map[uint64]*Flow
 	q       []pendEnt
 	head, n int
@@ -221,7 +227,8 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, tab: newTable(), seed: maphash.MakeSeed(), prefetchFrom: prefetchFlows}
 	s.perPend = max(cfg.PendingFlows/shards, 4)
-	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes+inFlightSlack*shards*newSlotBytes), live/4)
+	s.perYoung = max(int(live/youngShare/youngFlowBytes/shards), 4)
+	s.maxCost = max(live-cfg.ExpectedFlows*countersPerFlow*counterBytes-int64(s.perPend*shards*pendingSlotBytes+inFlightSlack*shards*newSlotBytes)-int64(s.perYoung*shards*youngFlowBytes), live/4)
 	for i := range s.pending {
 		s.pending[i].m = make(map[uint64]*Flow, s.perPend)
 		s.pending[i].q = make([]pendEnt, 3*s.perPend+inFlightSlack) // new flows up to 2x + slack, requeued ones 1x
@@ -426,7 +433,7 @@ func (s *Store) count(e *Event) {
 		if try > 0 {
 			f = s.idx.get(h)
 		}
-		if f == nil || f.state.Load() != statusAdmitted {
+		if st := f.loadState(); st != statusAdmitted && st != statusYoung {
 			var r Result
 			if f, r = s.lookup(h, e.Src, e.Dst); r != Counted {
 				e.Flow, e.Due, e.Result = nil, false, r
@@ -451,7 +458,7 @@ func (s *Store) count(e *Event) {
 			s.tooOld.Add(1)
 			e.Flow, e.Due, e.Result = nil, false, TooOld
 			return
-		case obsNewMinute:
+		case obsNewMinute, obsMature:
 			// ristretto's frequency sketch learns of an admitted flow
 			// through a Get (the only way to tell it) on one in
 			// sketchEvery of the minutes the flow is active in, chosen
@@ -461,6 +468,9 @@ func (s *Store) count(e *Event) {
 			// first event reaches ristretto's Get in lookup).
 			if (uint32(abs)+uint32(h>>32))%sketchEvery == 0 {
 				s.rc.Get(h)
+			}
+			if res == obsMature {
+				s.promote(h, f)
 			}
 		}
 		if res != obsSameMinute {
@@ -559,6 +569,22 @@ func (s *Store) lookupPending(p *pendingShard, h uint64, src, dst []byte, zombie
 		s.conflict.Add(1)
 		s.refused.Add(1)
 		return nil, Refused, false
+	}
+	if f == nil || f.isReleased() {
+		// A young flow (which the index missed, racing with its
+		// creation), or a new one, which starts young (unless it must
+		// replace a flow ristretto or the pending table still shows).
+		if y := s.liveYoung(h); y != nil {
+			if !y.is(src, dst) {
+				s.conflict.Add(1)
+				s.refused.Add(1)
+				return nil, Refused, false
+			}
+			return y, Counted, false
+		}
+		if f == nil && !zombie {
+			return s.addYoung(p, h, src, dst), Counted, false
+		}
 	}
 	if f != nil && f.isReleased() {
 		f = nil // its slot in q stays and now stands for the new flow
@@ -729,6 +755,9 @@ func (s *Store) settle(h uint64, f *Flow) {
 		s.requeued.Add(1)
 		return
 	}
+	if y := s.liveYoung(h); y != nil && y != f && s.merge(f, y) {
+		return // an event started a young flow while f was out of every table
+	}
 	f.mu.Lock()
 	active := f.last > s.wm.Load()-requeueIdle
 	n, ev := f.bytes(), f.events
@@ -829,8 +858,8 @@ func (s *Store) Snapshot(f *Flow, v *View) {
 	v.Sources = s.tab.sources()
 }
 
-// Range calls fn for every tracked flow (admitted ones, then pending ones
-// not yet visible) until fn returns false. The order is unspecified.
+// Range calls fn for every tracked flow (admitted ones, then pending and
+// young ones) until fn returns false. The order is unspecified.
 func (s *Store) Range(fn func(*Flow) bool) {
 	stop := false
 	seen := make(map[*Flow]struct{})
@@ -852,6 +881,12 @@ func (s *Store) Range(fn func(*Flow) bool) {
 		fs = fs[:0]
 		for _, f := range p.m {
 			if _, ok := seen[f]; !ok && !f.isReleased() {
+				fs = append(fs, f)
+			}
+		}
+		y := &p.young
+		for i := 0; i < y.n; i++ {
+			if f := y.q[(y.head+i)%len(y.q)]; f.state.Load() == statusYoung {
 				fs = append(fs, f)
 			}
 		}
@@ -892,5 +927,6 @@ func (s *Store) Stats() Stats {
 		Rejections: s.rejections.Load(), DroppedSets: s.droppedSets.Load(), Dropped: s.dropped.Load(),
 		Evictions: s.evictions.Load(), Requeued: s.requeued.Load(), Merged: s.merged.Load(), HashConflict: s.conflict.Load(),
 		Sources: int64(s.tab.sources()), Restored: s.restored.Load(), Waits: s.waits.Load(),
+		Young: s.youngFlows.Load(), YoungEvicted: s.youngEvicted.Load(), Promoted: s.promoted.Load(),
 	}
 }
