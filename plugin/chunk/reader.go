@@ -76,8 +76,9 @@ type Event struct {
 	// (EventTime nanoseconds are not range-checked, as in Fluent Bit).
 	Sec, Nsec int64
 	// Fields has one Value per slot (the slots argument of Reader.Reset);
-	// Kind is KindNone for slots absent from the record. It is reused by
-	// every call to Reader.Next.
+	// Kind is KindNone for slots absent from the record (the other fields
+	// of such a slot are undefined). It is reused by every call to
+	// Reader.Next.
 	Fields []Value
 }
 
@@ -246,7 +247,7 @@ func (r *Reader) Next(ev *Event) bool {
 		// with calls fewer: the head Fluent Bit writes, and a KeySet.
 		if sec, nsec, n, p, ok := eventHead(r.chunk[r.pos:]); ok {
 			ev.Sec, ev.Nsec = sec, nsec
-			clear(ev.Fields)
+			resetFields(ev.Fields)
 			p += r.pos
 			if !r.noScan {
 				p, n = r.scanPairs(r.chunk, p, n, ev.Fields)
@@ -289,6 +290,17 @@ func (r *Reader) Next(ev *Event) bool {
 	return false
 }
 
+// resetFields marks every slot of f absent for the next event: only Kind,
+// which every reader of a Value checks first (the other fields are those
+// of an earlier event until a value is decoded into the slot). Clearing
+// the whole Values costs a call to the runtime's memclr and its write
+// barrier check, about 100 instructions per event of 8 slots.
+func resetFields(f []Value) {
+	for i := range f {
+		f[i].Kind = KindNone
+	}
+}
+
 // readEvent reads the event at the start of b. It returns the status and the
 // rest of b after the event, or stBad as soon as the shape is wrong (the
 // caller then skips the whole object), or an error with b positioned at the
@@ -296,7 +308,7 @@ func (r *Reader) Next(ev *Event) bool {
 func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 	if sec, nsec, n, p, ok := eventHead(b); ok {
 		ev.Sec, ev.Nsec = sec, nsec
-		clear(ev.Fields)
+		resetFields(ev.Fields)
 		b, err := r.readBody(b[p:], n, ev.Fields)
 		if err != nil {
 			return 0, b, err
@@ -372,7 +384,7 @@ func (r *Reader) readEvent(b []byte, ev *Event) (status, []byte, error) {
 		return 0, b, err
 	}
 	ev.Sec, ev.Nsec = sec, nsec
-	clear(ev.Fields)
+	resetFields(ev.Fields)
 	if b, err = r.readBody(o, sz, ev.Fields); err != nil {
 		return 0, b, err
 	}

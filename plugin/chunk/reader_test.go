@@ -490,15 +490,33 @@ func sameEvent(a, b *Event) bool {
 		return false
 	}
 	for i := range a.Fields {
-		x, y := a.Fields[i], b.Fields[i]
-		if len(x.Str) != len(y.Str) || len(x.Str) > 0 && unsafe.SliceData(x.Str) != unsafe.SliceData(y.Str) {
+		if !sameValue(a.Fields[i], b.Fields[i]) {
 			return false
 		}
-		sameFloat := x.Float == y.Float || math.IsNaN(x.Float) && math.IsNaN(y.Float)
-		if x.Kind != y.Kind || x.Bool != y.Bool || x.Sec != y.Sec || x.Nsec != y.Nsec ||
-			x.Int != y.Int || x.Uint != y.Uint || !sameFloat {
-			return false
-		}
+	}
+	return true
+}
+
+// sameValue reports whether x and y are the same value: the same Kind and
+// the same field named by it (the only one a Value defines), a string by
+// the same bytes of the chunk.
+func sameValue(x, y Value) bool {
+	if x.Kind != y.Kind {
+		return false
+	}
+	switch x.Kind {
+	case KindStr:
+		return len(x.Str) == len(y.Str) && (len(x.Str) == 0 || unsafe.SliceData(x.Str) == unsafe.SliceData(y.Str))
+	case KindInt:
+		return x.Int == y.Int
+	case KindUint:
+		return x.Uint == y.Uint
+	case KindFloat:
+		return x.Float == y.Float || math.IsNaN(x.Float) && math.IsNaN(y.Float)
+	case KindBool:
+		return x.Bool == y.Bool
+	case KindTime:
+		return x.Sec == y.Sec && x.Nsec == y.Nsec
 	}
 	return true
 }

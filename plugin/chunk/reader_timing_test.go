@@ -2,7 +2,14 @@ package chunk
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/beacongrid/beacongrid/fields"
+	"github.com/beacongrid/beacongrid/internal/flbtest"
+	"github.com/tinylib/msgp/msgp"
 )
 
 // zeekKeys are the slots the plugin wants from Zeek http records: ts, source
@@ -91,6 +98,109 @@ func BenchmarkReader(b *testing.B) {
 			}
 			b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(records*b.N), "ns/record")
+		})
+	}
+}
+
+// zeekHTTPChunk is the chunk of the instance benchmarks: 1000 real Zeek
+// http records of ../shared/data in Fluent Bit v4's layout, every record's
+// keys in the same (sorted) order, as one source writes them.
+func zeekHTTPChunk(tb testing.TB) []byte {
+	var recs []map[string]any
+	for _, f := range []string{"ctu-normal-40-day1/http.log.labeled", "ctu-kovter-219-2/http.log.labeled"} {
+		r, err := flbtest.ReadZeekTSV(filepath.Join("../../../shared/data", f), 1000-len(recs), "label", "detailedlabel")
+		if err != nil {
+			tb.Skipf("the real Zeek logs of ../shared/data: %v", err)
+		}
+		recs = append(recs, r...)
+	}
+	data, err := flbtest.EncodeChunk(flbtest.Rebase(recs, time.Unix(1700000000, 0), time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}
+
+// shuffleBodies returns chunk with the pairs of every event's body (the
+// last element of the event array) in a random order, the rest unchanged.
+func shuffleBodies(tb testing.TB, chunk []byte, rnd *rand.Rand) []byte {
+	var out []byte
+	for b := chunk; len(b) > 0; {
+		o, err := msgp.Skip(b)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ev := b[:len(b)-len(o)]
+		b = o
+		_, body, err := msgp.ReadArrayHeaderBytes(ev)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if body, err = msgp.Skip(body); err != nil { // the head
+			tb.Fatal(err)
+		}
+		n, pairs, err := msgp.ReadMapHeaderBytes(body)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var kv [][]byte
+		for i := uint32(0); i < n; i++ {
+			o, err := msgp.Skip(pairs)
+			if err == nil {
+				o, err = msgp.Skip(o)
+			}
+			if err != nil {
+				tb.Fatal(err)
+			}
+			kv, pairs = append(kv, pairs[:len(pairs)-len(o)]), o
+		}
+		rnd.Shuffle(len(kv), func(i, j int) { kv[i], kv[j] = kv[j], kv[i] })
+		out = append(out, ev[:len(ev)-len(body)]...)
+		out = msgp.AppendMapHeader(out, n)
+		for _, p := range kv {
+			out = append(out, p...)
+		}
+	}
+	return out
+}
+
+// BenchmarkReaderZeekHTTP reads the chunk of the instance benchmarks with
+// the plugin's default key set (the zeek and ecs presets): "sorted" as one
+// source writes its records, every record's keys in the same order;
+// "shuffled" with each record's keys in an order of its own.
+//
+//	taskset -c 0 go test -run '^$' -bench ReaderZeekHTTP -cpu 1 ./plugin/chunk
+func BenchmarkReaderZeekHTTP(b *testing.B) {
+	sorted := zeekHTTPChunk(b)
+	for _, order := range []string{"sorted", "shuffled"} {
+		b.Run(order, func(b *testing.B) {
+			chunk := sorted
+			if order == "shuffled" {
+				chunk = shuffleBodies(b, sorted, rand.New(rand.NewPCG(1, 2)))
+			}
+			ks := NewKeySet(fields.Default().Slots())
+			var r Reader
+			var ev Event
+			var sink uint64
+			records := 0
+			b.ReportAllocs()
+			b.SetBytes(int64(len(chunk)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.Reset(chunk, ks, ks.Slots())
+				for r.Next(&ev) {
+					sink += uint64(len(ev.Fields[fields.Src].Str) + len(ev.Fields[fields.Domain].Str))
+					records++
+				}
+				if r.Err() != nil {
+					b.Fatal(r.Err())
+				}
+			}
+			b.StopTimer()
+			if sink == 0 || records != 1000*b.N {
+				b.Fatalf("%d records, %d bytes of fields", records, sink)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(records), "ns/record")
 		})
 	}
 }
