@@ -202,6 +202,7 @@ func hitStore(b *testing.B) (s *Store, src []byte, dsts [][]byte) {
 		s.Observe(src, dsts[i], t0.Unix(), 1)
 	}
 	s.Wait()
+	matureAll(b, s, [][]byte{src}, dsts)
 	return s, src, dsts
 }
 

@@ -4,6 +4,11 @@
 // flow's real bytes, with snapshots to disk that survive a restart.
 //
 // Semantics that bite, and how this package meets them:
+//   - A new flow starts in the nursery (see nursery.go): it is counted like
+//     any other but has no ristretto item until it is active in
+//     matureMinutes minutes. The nursery has its own bound (a quarter of
+//     the live budget) and evicts one-off flows first, so a flood of them
+//     never reaches ristretto. What follows is about flows past it.
 //   - ristretto's Set is asynchronous and may be refused by TinyLFU
 //     admission or dropped when its buffer is full. A new flow therefore
 //     waits in a small bounded "pending" table until ristretto shows it
@@ -41,7 +46,8 @@
 //     garbage collector's headroom included (with GOGC=100 the heap may grow
 //     to twice the live data before a collection). ristretto's MaxCost is
 //     the share of MaxBytes the live state may use, less the fixed cost of
-//     its frequency sketch and of the pending table.
+//     its frequency sketch and of the pending table, and less the nursery's
+//     share.
 //
 // Lifetime: New starts ristretto's goroutines; Close stops them and must be
 // called only after every caller of Observe has returned.
