@@ -43,12 +43,16 @@ type Config struct {
 	// Edge state snapshots (state.go).
 	StateFile     string        // "" for none (property "off"); default spool_dir/state.bgs
 	StateInterval time.Duration // between snapshots
+
+	// Counters in the Prometheus text format (metrics.go).
+	MetricsFile     string        // "" for none (property "off"); default spool_dir/metrics.prom
+	MetricsInterval time.Duration // between writes
 }
 
 // Keys lists every configuration key the plugin reads (docs/configuration.md).
 var Keys = []string{"spool_dir", "model_file", "rules_file", "threshold", "max_memory",
 	"min_active_minutes", "score_every", "max_future", "spool_max", "alert_buffer", "instance_name", "preset",
-	"state_file", "state_interval"}
+	"state_file", "state_interval", "metrics_file", "metrics_interval"}
 
 // ParseConfig reads and validates the configuration, returning every
 // problem at once.
@@ -63,6 +67,7 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 		AlertBuffer: 10000,
 	}
 	c.StateInterval = 5 * time.Minute
+	c.MetricsInterval = 15 * time.Second
 	var errs []error
 	if v := strings.TrimSpace(g.Get("instance_name")); v != "" {
 		c.Name = v
@@ -138,6 +143,20 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 			errs = append(errs, fmt.Errorf("state_interval: %q is not a duration of at least 10s (e.g. 5m)", v))
 		}
 		c.StateInterval = d
+	}
+	switch v := strings.TrimSpace(g.Get("metrics_file")); {
+	case strings.EqualFold(v, "off"):
+	case v != "":
+		c.MetricsFile = v
+	case c.SpoolDir != "":
+		c.MetricsFile = filepath.Join(c.SpoolDir, "metrics.prom")
+	}
+	if v := g.Get("metrics_interval"); v != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < time.Second {
+			errs = append(errs, fmt.Errorf("metrics_interval: %q is not a duration of at least 1s (e.g. 15s)", v))
+		}
+		c.MetricsInterval = d
 	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)

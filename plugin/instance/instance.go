@@ -57,6 +57,7 @@ type Instance struct {
 	rules atomic.Pointer[rules.Set]
 	watch *rules.Watcher // nil without a rules file
 	state *stateKeeper   // nil without a state file
+	stats *metricsWriter // nil without a metrics file
 	base  fields.Mapping // the presets' mapping, which the rules extend
 	keys  atomic.Pointer[keyTable]
 	sink  *spoolSink
@@ -114,6 +115,7 @@ func New(cfg Config, log *Logger, m detect.Model) (*Instance, error) {
 	in.store = store
 	in.obs = in.det
 	in.state = openState(cfg, store, log)
+	in.stats = openMetrics(in)
 	if in.watch != nil {
 		if err := in.watch.Start(); err != nil {
 			log.Warn("%v", err)
@@ -286,6 +288,7 @@ func (in *Instance) Close() {
 	in.det.Sweep()
 	in.sink.close()
 	in.state.close()
+	in.stats.close()
 	s := in.Stats()
 	in.store.Close()
 	in.log.Info("stopped: chunks=%d events=%d flows=%d alerts=%d spooled=%d dropped=%d bad_chunks=%d bad_events=%d bad_fields=%d too_old=%d too_new=%d",
