@@ -33,31 +33,36 @@ func be64(base unsafe.Pointer, i int) uint64 {
 	return binary.BigEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
 }
 
-// sub returns b[i:i+n] for 0 <= i, i+n <= end as b[i:i+n:i+n] would: an
-// empty slice points at base, as Go's slicing makes it (never past the end).
-func sub(base unsafe.Pointer, i int, n uint8) []byte {
+// setStr sets v's Kind to KindStr and v.Str to b[i:i+n:i+n] for
+// 0 <= i, i+n <= end, where b is the slice base points into, as Go's
+// slicing would: an empty slice points at base (never past the end). It
+// writes the slice's three words itself: unsafe.Slice would check that
+// the address and n do not overflow, which they cannot here.
+func (v *Value) setStr(base unsafe.Pointer, i int, n uint8) {
 	if n == 0 {
 		i = 0
 	}
-	return unsafe.Slice((*byte)(unsafe.Add(base, i)), n)
+	h := (*sliceHeader)(unsafe.Pointer(&v.Str))
+	v.Kind, h.data, h.len, h.cap = KindStr, unsafe.Add(base, i), int(n), int(n)
+}
+
+// sliceHeader is the layout of a slice (see unsafe.Slice); data is a
+// pointer, so a store to it has the write barrier a []byte store has.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
 }
 
 // fbase returns the address of the first Value of *fp.
 func fbase(fp *[]Value) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(*fp)) }
 
-// setScalar sets every field of v but Str.
-func (v *Value) setScalar(k Kind, i int64, u uint64, x float64) {
-	v.Kind, v.Bool, v.Sec, v.Nsec = k, false, 0, 0
-	v.Int, v.Uint, v.Float = i, u, x
-}
-
-// setInt sets every field of v but Str to the signed integer x: KindUint
-// when it is >= 0, as msgp's readers deliver it (see Value).
+// setInt sets v to the signed integer x: KindUint when it is >= 0, as
+// msgp's readers deliver it (see Value).
 func (v *Value) setInt(x int64) {
 	if x >= 0 {
-		v.setScalar(KindUint, 0, uint64(x), 0)
+		v.Kind, v.Uint = KindUint, uint64(x)
 	} else {
-		v.setScalar(KindInt, x, 0, 0)
+		v.Kind, v.Int = KindInt, x
 	}
 }
 
@@ -132,7 +137,8 @@ pairs:
 		lead := at(base, k1)                          // k1 < end
 		q := k1 + int(ks.size[lead])                  // the value's end if scalar, else k1
 		if i := ks.table[((w^uint64(kn))*ks.mult)>>(64-tableBits)]; i != 0 {
-			e := &ks.entries[i-1]
+			// i-1 < len(ks.entries): the table holds entry indexes + 1.
+			e := (*ksEntry)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(ks.entries)), uintptr(i-1)*unsafe.Sizeof(ksEntry{})))
 			// kn > 8: k1-kn+8 < k1 < end.
 			if e.n == kn && e.last == w && (kn <= 8 || word(base, k1-kn) == e.first) {
 				if kn > 16 {
@@ -152,48 +158,53 @@ pairs:
 					goto skip
 				}
 				// Wanted: decode the value into its slot. Below, the value
-				// is b[k1:q] and q <= end. Each case sets every field but
-				// Str, which is set once after the switch: one pointer
-				// store, one write barrier, one place where the loop spills
-				// registers around it. A case that gives up sets nothing.
+				// is b[k1:q] and q <= end. Each case sets Kind and the
+				// field it names (the only one a Value defines); the two
+				// string cases meet at str, one place for the pointer
+				// store and its write barrier. A case that gives up sets
+				// nothing.
 				if q > end {
 					break
 				}
-				var str []byte
+				var so int   // a string's offset
+				var sl uint8 // and length
 				switch {
 				case lead&0xe0 == 0xa0: // fixstr
-					v.setScalar(KindStr, 0, 0, 0)
-					str = sub(base, k1+1, lead&0x1f)
+					so, sl = k1+1, lead&0x1f
+					goto str
 				case lead < 0x80: // positive fixint
-					v.setScalar(KindUint, 0, uint64(lead), 0)
+					v.Kind, v.Uint = KindUint, uint64(lead)
 				case lead == 0xcb: // float64: q = k1+9
-					v.setScalar(KindFloat, 0, 0, math.Float64frombits(be64(base, k1+1)))
+					v.Kind, v.Float = KindFloat, math.Float64frombits(be64(base, k1+1))
 				case lead == 0xd1: // int16: q = k1+3
 					v.setInt(int64(int16(be16(base, k1+1))))
 				case lead == 0xcd: // uint16: q = k1+3
-					v.setScalar(KindUint, 0, uint64(be16(base, k1+1)), 0)
+					v.Kind, v.Uint = KindUint, uint64(be16(base, k1+1))
 				case lead == 0xd9: // str8: q = k1 here
 					if k1+1 >= end {
 						break pairs
 					}
-					sn := at(base, k1+1) // k1+1 < end
-					if q = k1 + 2 + int(sn); q > end {
+					sl = at(base, k1+1) // k1+1 < end
+					if q = k1 + 2 + int(sl); q > end {
 						break pairs
 					}
-					v.setScalar(KindStr, 0, 0, 0)
-					str = sub(base, k1+2, sn)
+					so = k1 + 2
+					goto str
 				case lead == 0xd2: // int32: q = k1+5
 					v.setInt(int64(int32(be32(base, k1+1))))
 				case lead == 0xce: // uint32: q = k1+5
-					v.setScalar(KindUint, 0, uint64(be32(base, k1+1)), 0)
+					v.Kind, v.Uint = KindUint, uint64(be32(base, k1+1))
 				case lead == 0xcc: // uint8: q = k1+2, k1+1 < end
-					v.setScalar(KindUint, 0, uint64(at(base, k1+1)), 0)
+					v.Kind, v.Uint = KindUint, uint64(at(base, k1+1))
 				case lead == 0xc0:
-					v.setScalar(KindNil, 0, 0, 0)
+					v.Kind = KindNil
 				default: // the other types: readPair
 					break pairs
 				}
-				v.Str = str
+				*vr = rank
+				goto next
+			str:
+				v.setStr(base, so, sl)
 				*vr = rank
 				goto next
 			} else if e.nextKey != 0 {
