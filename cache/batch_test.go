@@ -189,12 +189,16 @@ func BenchmarkObserveBatchHit(b *testing.B) {
 				s.prefetchFrom = 0
 			}
 			var evs [32]Event
+			keys := make([]byte, len(evs)*64)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; {
 				m := min(len(evs), b.N-i)
+				room := keys
 				for x := range evs[:m] {
-					evs[x] = Event{Src: src, Dst: dsts[(i+x)&1023], Sec: t0.Unix() + int64((i+x)>>10), Size: 1}
+					var k, d []byte
+					k, d, room = joinKey(room, src, dsts[(i+x)&1023])
+					evs[x] = Event{Src: k, Dst: d, Sec: t0.Unix() + int64((i+x)>>10), Size: 1}
 				}
 				s.ObserveBatch(evs[:m])
 				i += m

@@ -208,9 +208,11 @@ func hitStore(b *testing.B) (s *Store, src []byte, dsts [][]byte) {
 
 func BenchmarkObserveHit(b *testing.B) {
 	s, src, dsts := hitStore(b)
+	key := make([]byte, 64)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.Observe(src, dsts[i&1023], t0.Unix()+int64(i>>10), 1)
+		k, d, _ := joinKey(key, src, dsts[i&1023]) // as Detector.Observe passes them
+		s.Observe(k, d, t0.Unix()+int64(i>>10), 1)
 	}
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -152,5 +153,36 @@ func TestCountsCellsGrowByAQuarter(t *testing.T) {
 	c.add(base+2*denseAfter, 1)
 	if !c.isDense() || c.bytes() != denseBytes || c.cellCount() != denseAfter+1 {
 		t.Fatalf("after %d minutes: dense %v, %d bytes, %d cells", denseAfter+1, c.isDense(), c.bytes(), c.cellCount())
+	}
+}
+
+// Late events over a flow's recent minutes, as a replayed hour of logs
+// brings them (in order, each minute again), for flows active in every
+// minute, every other minute and in random minutes: the cell found by the
+// guess from the newest cell, by the search after it, or a new cell, all
+// as the model counts.
+func TestCountsLateReplay(t *testing.T) {
+	for _, every := range []int{1, 2, 3, 0} {
+		r := rand.New(rand.NewPCG(uint64(every), 9))
+		var c counts
+		var o model
+		start := int32(29_000_000)
+		active := func(m int) bool { return every == 0 && r.IntN(3) == 0 || every > 0 && m%every == 0 }
+		for m := 0; m < 120; m++ {
+			if active(m) {
+				c.add(start+int32(m), 1)
+				o.add(start + int32(m))
+			}
+		}
+		for pass := 0; pass < 3; pass++ {
+			for m := 60; m < 120; m++ {
+				if abs := start + int32(m); active(m) || pass == 2 {
+					if c.add(abs, 1) != o.add(abs) {
+						t.Fatalf("every %d: add(%d) disagrees with the model", every, abs)
+					}
+				}
+			}
+			checkCounts(t, fmt.Sprintf("late replay, every %d, pass %d", every, pass), &c, &o)
+		}
 	}
 }

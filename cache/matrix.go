@@ -134,6 +134,16 @@ func (c *counts) add(abs int32, n uint16) bool {
 		// cells receiving a late hour of logs costs a handful of steps per
 		// event, not a walk back through the cells.
 		lo, hi := 0, j-1
+		// The cells' minutes are distinct and ascending, so the cell
+		// that many cells back from the newest is at or before the
+		// event's minute: the search starts there, and ends there for a
+		// flow active in every minute since (a replayed hour of logs).
+		if g := j - 1 - int(cells[j-1].off-off); g > 0 {
+			if lo = g; cells[g].off == off {
+				cells[g].n = satAdd(cells[g].n, n)
+				return true
+			}
+		}
 		for lo < hi {
 			if m := int(uint(lo+hi) >> 1); cells[m].off < off {
 				lo = m + 1

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
-	"hash/maphash"
 	"io"
 	"math"
 	"os"
@@ -291,8 +290,7 @@ type restoredFlow struct {
 type names struct {
 	idx  map[string]int32
 	name []string
-	hash []uint64 // maphash under the store's seed
-	refs []int32  // flows using the name
+	refs []int32 // flows using the name
 }
 
 func (n *names) intern(s *Store, b []byte) int32 {
@@ -304,7 +302,6 @@ func (n *names) intern(s *Store, b []byte) int32 {
 	str := string(b)
 	n.idx[str] = i
 	n.name = append(n.name, str)
-	n.hash = append(n.hash, maphash.String(s.seed, str))
 	n.refs = append(n.refs, 1)
 	return i
 }
@@ -573,9 +570,10 @@ func (d *decoder) flow(sn *snapshot, chunk *[]restoredFlow) bool {
 	cost := f.bytes()
 	sn.bytes += cost
 	si, di := sn.names[0].intern(d.s, key[:sl]), sn.names[1].intern(d.s, key[sl+1:])
+	k := append(key[:sl], key[sl+1:]...) // source and destination back to back, as Store.hash hashes them
 	*chunk = append(*chunk, restoredFlow{
 		f: f, src: si, dst: di,
-		h:    mixHash(sn.names[0].hash[si], sn.names[1].hash[di]),
+		h:    d.s.hash(k[:sl], k[sl:]),
 		cost: cost,
 	})
 	return true

@@ -501,21 +501,42 @@ func (s *Store) count(e *Event) {
 // events open a new minute of their flow, so about 10 % of them call Get.
 const sketchEvery = 4
 
-// hash returns the flow's hash, the ristretto and index key (never 0),
-// mixed from 64-bit hashes of the source and of the destination under a
-// random per-process seed (hash/maphash), so that flows cannot be made to
-// collide on purpose. The index's hot path identifies a flow by its hash
-// alone, without reading its strings; the slow path compares the strings
-// (a conflict there is refused and counted). Two tracked flows are
-// confused only if their hashes are equal, or two of their destinations'
-// (or sources'): for a million flows and a million destinations, a chance
-// of about 5 in 10^8 that any such pair exists at all.
+// hash returns the flow's hash, the ristretto and index key (never 0): a
+// 64-bit hash (hash/maphash, under a random per-process seed, so that
+// flows cannot be made to collide on purpose) of the source and the
+// destination back to back, mixed with the source's length (so that the
+// same bytes split elsewhere are another key). The index's hot path
+// identifies a flow by its hash alone, without reading its strings; the
+// slow path compares the strings (a conflict there is refused and
+// counted). Two tracked flows are confused only if their hashes are
+// equal: for a million flows, a chance of about 3 in 10^8 that any such
+// pair exists at all.
+//
+// It hashes in one call when dst follows src in src's array (the
+// detector's batches put them so, see detect.Batch); otherwise it copies
+// a short key to the stack first, or streams a long one.
 func (s *Store) hash(src, dst []byte) uint64 {
-	return mixHash(maphash.Bytes(s.seed, src), maphash.Bytes(s.seed, dst))
+	n := len(src) + len(dst)
+	if cap(src) >= n && (len(dst) == 0 || &src[:n][len(src)] == &dst[0]) {
+		return finishHash(maphash.Bytes(s.seed, src[:n]), len(src))
+	}
+	if n <= shortKey {
+		var buf [shortKey]byte
+		copy(buf[copy(buf[:], src):], dst)
+		return finishHash(maphash.Bytes(s.seed, buf[:n]), len(src))
+	}
+	var h maphash.Hash // the same hash as Bytes of the bytes written (its documentation)
+	h.SetSeed(s.seed)
+	h.Write(src)
+	h.Write(dst)
+	return finishHash(h.Sum64(), len(src))
 }
 
-func mixHash(a, b uint64) uint64 {
-	if h := a*0x9e3779b97f4a7c15 ^ b; h != 0 {
+// shortKey is the longest key hash copies to the stack.
+const shortKey = 64
+
+func finishHash(h uint64, srcLen int) uint64 {
+	if h ^= uint64(srcLen) * 0x9e3779b97f4a7c15; h != 0 {
 		return h
 	}
 	return 1
@@ -523,7 +544,11 @@ func mixHash(a, b uint64) uint64 {
 
 // flowHash is hash for a tracked flow.
 func (s *Store) flowHash(f *Flow) uint64 {
-	return mixHash(maphash.String(s.seed, f.src.ip), maphash.String(s.seed, f.dst.name))
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(f.src.ip)
+	h.WriteString(f.dst.name)
+	return finishHash(h.Sum64(), len(f.src.ip))
 }
 
 func (f *Flow) cost() int64 {

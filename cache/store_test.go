@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,5 +297,40 @@ func TestSourceOnlineMinutes(t *testing.T) {
 	s.Snapshot(f, &v)
 	if v.SrcOnline != len(minutes) {
 		t.Fatalf("SrcOnline %d, want %d", v.SrcOnline, len(minutes))
+	}
+}
+
+// Store.hash gives one value per key whichever way its bytes arrive: src
+// and dst back to back in one array (one call), apart and short (copied),
+// apart and long (streamed); flowHash gives it from a flow's strings; the
+// same bytes split at another place are another key.
+func TestHashOfKeyLayouts(t *testing.T) {
+	s := newStore(t, Config{Now: fixedNow})
+	for _, k := range [][2]string{
+		{"10.0.0.1", "example.com"},
+		{"10.0.0.12", "3.4.5.6:80"},
+		{"10.0.0.1", "23.4.5.6:80"},
+		{"2001:db8::1", strings.Repeat("long-label.", 40) + "example"},
+		{strings.Repeat("a", 60), "bcdef"},
+	} {
+		src, dst := k[0], k[1]
+		whole := []byte(src + dst)
+		joined := s.hash(whole[:len(src)], whole[len(src):])
+		apart := s.hash([]byte(src), []byte(dst))
+		roomy := append(make([]byte, 0, len(whole)+8), src...) // room after src, but dst elsewhere
+		spare := s.hash(roomy, []byte(dst))
+		if joined != apart || joined != spare {
+			t.Errorf("%q %q: joined %x, apart %x, with room but apart %x", src, dst, joined, apart, spare)
+		}
+		if src[len(src)-1] != '1' {
+			continue
+		}
+		f, _, r := s.Observe([]byte(src), []byte(dst), t0.Unix(), 1)
+		if r != Counted || s.flowHash(f) != joined {
+			t.Errorf("%q %q: %v, flowHash %x, hash %x", src, dst, r, s.flowHash(f), joined)
+		}
+	}
+	if a, b := s.hash([]byte("10.0.0.12"), []byte("3.4.5.6:80")), s.hash([]byte("10.0.0.1"), []byte("23.4.5.6:80")); a == b {
+		t.Errorf("the same bytes split in two places hash alike: %x", a)
 	}
 }

@@ -148,6 +148,7 @@ func (d *Detector) Observe(e *fields.Event, buf []byte) []byte {
 		d.skipped.Add(1)
 		return buf
 	}
+	src = buf[:len(src)] // dst follows it in buf: the store hashes the two in one call
 	f, due, r := d.store.Observe(src, dst, e.Sec, e.Size)
 	if r == cache.Counted && due {
 		d.Score(f)
