@@ -473,13 +473,11 @@ func isIPv4Seven(b []byte) bool {
 // byte i).
 func digitsAndDots(w uint64) (dots uint64, ok bool) {
 	const ones, high, low7 = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
-	if w&high != 0 {
-		return 0, false
-	}
-	// Every byte is below 0x80 now, so adding to it carries into no other.
+	// For bytes below 0x80, adding to them carries into no other; a byte
+	// of 0x80 or more fails the check below whatever its carries did.
 	dot := ^((w ^ '.'*ones) + low7) & high               // 0x80 where the byte is '.'
 	notDigit := ((w ^ '0'*ones) + (0x80-10)*ones) & high // 0x80 where the byte xor '0' is 10 or more
-	if notDigit&^dot != 0 {
+	if (w|notDigit&^dot)&high != 0 {
 		return 0, false
 	}
 	return ((dot >> 7) * 0x0102040810204080) >> 56, true
@@ -487,14 +485,17 @@ func digitsAndDots(w uint64) (dots uint64, ok bool) {
 
 // octet reports whether the digits b[s:e] are a decimal 0-255 without a
 // leading zero.
+// It reads b[s:e] without bounds checks: 0 <= s and e <= len(b).
 func octet(b []byte, s, e int) bool {
+	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), s)
 	switch e - s {
 	case 1:
 		return true
 	case 2:
-		return b[s] != '0'
+		return *(*byte)(p) != '0'
 	case 3: // "100" to "255", compared as text
-		return b[s] != '0' && uint(b[s])<<16|uint(b[s+1])<<8|uint(b[s+2]) <= '2'<<16|'5'<<8|'5'
+		c0 := *(*byte)(p)
+		return c0 != '0' && uint(c0)<<16|uint(*(*byte)(unsafe.Add(p, 1)))<<8|uint(*(*byte)(unsafe.Add(p, 2))) <= '2'<<16|'5'<<8|'5'
 	}
 	return false
 }
