@@ -155,6 +155,7 @@ func newFeaturesCmd() *cobra.Command {
 				if !ok {
 					return
 				}
+				src = b[:len(src)] // dst follows it: hashed in one call, as the detector passes them
 				fl, due, r := store.Observe(src, dst, e.Sec, e.Size)
 				if r == cache.Counted && due {
 					store.Snapshot(fl, &view)
