@@ -416,16 +416,16 @@ func eventHead(b []byte) (sec, nsec int64, n uint32, p int, ok bool) {
 	// len(b) >= t+11: the payload is b[t:t+8], {} is b[t+8], the body's
 	// header starts at b[t+9] (read without bounds checks, see at).
 	base := unsafe.Pointer(unsafe.SliceData(b))
-	sec, nsec = int64(be32(base, t)), int64(be32(base, t+4))
+	sec, nsec = int64(binary.BigEndian.Uint32((*[4]byte)(unsafe.Add(base, t))[:])), int64(binary.BigEndian.Uint32((*[4]byte)(unsafe.Add(base, t+4))[:]))
 	if sec >= 0xFFFFFFFE { // a group marker
 		return 0, 0, 0, 0, false
 	}
 	p = t + 9
-	switch h := at(base, p); {
+	switch h := *(*byte)(unsafe.Add(base, p)); {
 	case h&0xf0 == 0x80: // fixmap
 		return sec, nsec, uint32(h & 0x0f), p + 1, true
 	case h == 0xde && p+3 <= len(b): // map16: p+1, p+2 < len(b)
-		return sec, nsec, uint32(be16(base, p+1)), p + 3, true
+		return sec, nsec, uint32(binary.BigEndian.Uint16((*[2]byte)(unsafe.Add(base, p+1))[:])), p + 3, true
 	}
 	return eventHeadAny(b)
 }
