@@ -366,8 +366,10 @@ func appendShort(buf, s []byte) []byte {
 		return append(buf, s...)
 	}
 	buf = buf[:n+m]
-	binary.LittleEndian.PutUint64(buf[n:], binary.LittleEndian.Uint64(s))
-	binary.LittleEndian.PutUint64(buf[n+m-8:], binary.LittleEndian.Uint64(s[m-8:]))
+	// Array copies, not binary's Uint64 and PutUint64, whose inlined calls
+	// each leave a NOP in the code.
+	*(*[8]byte)(buf[n:]) = *(*[8]byte)(s)
+	*(*[8]byte)(buf[n+m-8:]) = *(*[8]byte)(s[m-8:])
 	return buf
 }
 
