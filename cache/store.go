@@ -333,16 +333,23 @@ func (s *Store) ObserveBatch(evs []Event) {
 	// Few flows: their memory is in the CPU's caches, and the prefetching
 	// would only add its own work.
 	staged := s.flows.Load() >= s.prefetchFrom
-	// 1: check each event, hash its key, fetch its index slot.
+	counted := int64(0)
+	// 1: check each event and hash its key; then fetch its index slot, or,
+	// with few flows, count it at once (2 to 4 are for many flows).
 	for i := range evs {
 		e := &evs[i]
 		e.Flow, e.Due, e.h = nil, false, 0
-		e.abs, e.Result = s.admit(e.Src, e.Dst, e.Sec)
-		if e.Result == Counted {
-			e.h = s.hash(e.Src, e.Dst)
-			if staged {
-				s.idx.prefetch(e.h)
-			}
+		if e.abs, e.Result = s.admit(e.Src, e.Dst, e.Sec); e.Result != Counted {
+			continue
+		}
+		e.h = s.hash(e.Src, e.Dst)
+		if staged {
+			s.idx.prefetch(e.h)
+			continue
+		}
+		e.Flow = s.idx.get(e.h)
+		if s.count(e); e.Result == Counted {
+			counted++
 		}
 	}
 	if staged {
@@ -365,16 +372,12 @@ func (s *Store) ObserveBatch(evs []Event) {
 				e.Flow.prefetchState(e.abs)
 			}
 		}
-	}
-	// 4: count.
-	counted := int64(0)
-	for i := range evs {
-		if e := &evs[i]; e.h != 0 {
-			if !staged {
-				e.Flow = s.idx.get(e.h)
-			}
-			if s.count(e); e.Result == Counted {
-				counted++
+		// 4: count.
+		for i := range evs {
+			if e := &evs[i]; e.h != 0 {
+				if s.count(e); e.Result == Counted {
+					counted++
+				}
 			}
 		}
 	}
