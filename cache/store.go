@@ -389,9 +389,9 @@ func (s *Store) ObserveBatch(evs []Event) {
 // prefetchFlows is the number of tracked flows from which ObserveBatch
 // prefetches. Below it, the flows' index slots, structs and cells (about
 // 400 bytes a flow, on 4 or 5 pages) fit the CPU's second-level cache and
-// TLB; the prefetching stages then cost more than they save: 144
+// TLB; the prefetching stages then cost more than they save: 157
 // instructions per event (cachegrind on BenchmarkObserveBatchHit: the
-// store's part 675 staged, 531 direct).
+// store's part 642 staged, 485 direct).
 const prefetchFlows = 4096
 
 // admit checks an event's key and time, moves the watermark, and returns
