@@ -123,41 +123,35 @@ func ParseConfig(g Getter, defaultName string) (Config, error) {
 	intKey("min_active_minutes", &c.MinActive, 1, 1440)
 	intKey("score_every", &c.ScoreEvery, 1, 1440)
 	intKey("alert_buffer", &c.AlertBuffer, 1, 10_000_000)
-	if v := g.Get("max_future"); v != "" {
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("max_future: %q is not a positive duration (e.g. 10m)", v))
+	// durationKey reads a duration of at least lo; atLeast and e word the
+	// error.
+	durationKey := func(key string, dst *time.Duration, lo time.Duration, atLeast, e string) {
+		v := g.Get(key)
+		if v == "" {
+			return
 		}
-		c.MaxFuture = d
-	}
-	switch v := strings.TrimSpace(g.Get("state_file")); {
-	case strings.EqualFold(v, "off"):
-	case v != "":
-		c.StateFile = v
-	case c.SpoolDir != "":
-		c.StateFile = filepath.Join(c.SpoolDir, "state.bgs")
-	}
-	if v := g.Get("state_interval"); v != "" {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d < 10*time.Second {
-			errs = append(errs, fmt.Errorf("state_interval: %q is not a duration of at least 10s (e.g. 5m)", v))
+		if err != nil || d < lo {
+			errs = append(errs, fmt.Errorf("%s: %q is not %s (e.g. %s)", key, v, atLeast, e))
 		}
-		c.StateInterval = d
+		*dst = d
 	}
-	switch v := strings.TrimSpace(g.Get("metrics_file")); {
-	case strings.EqualFold(v, "off"):
-	case v != "":
-		c.MetricsFile = v
-	case c.SpoolDir != "":
-		c.MetricsFile = filepath.Join(c.SpoolDir, "metrics.prom")
-	}
-	if v := g.Get("metrics_interval"); v != "" {
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d < time.Second {
-			errs = append(errs, fmt.Errorf("metrics_interval: %q is not a duration of at least 1s (e.g. 15s)", v))
+	// fileKey reads a file path: "off" for none, default name in the spool
+	// directory.
+	fileKey := func(key string, dst *string, name string) {
+		switch v := strings.TrimSpace(g.Get(key)); {
+		case strings.EqualFold(v, "off"):
+		case v != "":
+			*dst = v
+		case c.SpoolDir != "":
+			*dst = filepath.Join(c.SpoolDir, name)
 		}
-		c.MetricsInterval = d
 	}
+	durationKey("max_future", &c.MaxFuture, time.Nanosecond, "a positive duration", "10m")
+	fileKey("state_file", &c.StateFile, "state.bgs")
+	durationKey("state_interval", &c.StateInterval, 10*time.Second, "a duration of at least 10s", "5m")
+	fileKey("metrics_file", &c.MetricsFile, "metrics.prom")
+	durationKey("metrics_interval", &c.MetricsInterval, time.Second, "a duration of at least 1s", "15s")
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}

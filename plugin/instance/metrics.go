@@ -2,7 +2,6 @@ package instance
 
 import (
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,12 +15,10 @@ import (
 // reader never sees half of it. Nothing of it runs on the flush path: the
 // counters are read when the file is written.
 type metricsWriter struct {
-	path     string
-	interval time.Duration
-	reg      *prometheus.Registry
-	log      *Logger
-	stop     chan struct{}
-	done     chan struct{}
+	path  string
+	reg   *prometheus.Registry
+	log   *Logger
+	timer *periodic
 
 	writes, errors atomic.Int64
 }
@@ -34,25 +31,10 @@ func openMetrics(in *Instance) *metricsWriter {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statsCollector{in})
-	w := &metricsWriter{path: in.cfg.MetricsFile, interval: in.cfg.MetricsInterval, reg: reg, log: in.log,
-		stop: make(chan struct{}), done: make(chan struct{})}
+	w := &metricsWriter{path: in.cfg.MetricsFile, reg: reg, log: in.log}
 	w.write()
-	go w.loop()
+	w.timer = startPeriodic(in.cfg.MetricsInterval, w.write)
 	return w
-}
-
-func (w *metricsWriter) loop() {
-	defer close(w.done)
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-t.C:
-			w.write()
-		}
-	}
 }
 
 func (w *metricsWriter) write() {
@@ -72,8 +54,7 @@ func (w *metricsWriter) close() {
 	if w == nil {
 		return
 	}
-	close(w.stop)
-	<-w.done
+	w.timer.halt()
 	w.write()
 }
 

@@ -128,3 +128,34 @@ func TestMetricsFileOffAndUnwritable(t *testing.T) {
 		t.Fatal("metrics_interval 10ms accepted")
 	}
 }
+
+// Between start and close the file is rewritten every metrics_interval with
+// the counters of the moment.
+func TestMetricsFileRewrittenEveryInterval(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := ParseConfig(MapGetter{"spool_dir": dir, "instance_name": "edge2", "metrics_interval": "1s"}, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(cfg, NewLogger("edge2"), regularModel{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if rc := in.Flush(encode(t, zeekHTTP(10, 2, 3, time.Now())), "zeek.http"); rc != FLBOK {
+		t.Fatalf("flush: %d", rc)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if m := readMetrics(t, cfg.MetricsFile); m["beacongrid_plugin_chunks_total"]["edge2"] == 1 {
+			if got := m["beacongrid_plugin_records_total"]["edge2"]; got != 10 {
+				t.Fatalf("records %v, want 10", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the metrics file did not show the flush within 5 s at metrics_interval 1s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -15,12 +15,10 @@ import (
 // restores the file when it opens. Nothing of it runs on the flush path:
 // a snapshot copies one flow at a time under that flow's lock.
 type stateKeeper struct {
-	path     string
-	interval time.Duration
-	store    *cache.Store
-	log      *Logger
-	stop     chan struct{}
-	done     chan struct{}
+	path  string
+	store *cache.Store
+	log   *Logger
+	timer *periodic
 
 	writes, errors atomic.Int64
 }
@@ -34,8 +32,7 @@ func openState(cfg Config, store *cache.Store, log *Logger) *stateKeeper {
 	if cfg.StateFile == "" {
 		return nil
 	}
-	k := &stateKeeper{path: cfg.StateFile, interval: cfg.StateInterval, store: store, log: log,
-		stop: make(chan struct{}), done: make(chan struct{})}
+	k := &stateKeeper{path: cfg.StateFile, store: store, log: log}
 	st, err := store.Restore(k.path)
 	switch {
 	case err == nil:
@@ -51,22 +48,8 @@ func openState(cfg Config, store *cache.Store, log *Logger) *stateKeeper {
 	default:
 		log.Error("%v; starting empty", err)
 	}
-	go k.loop()
+	k.timer = startPeriodic(cfg.StateInterval, k.write)
 	return k
-}
-
-func (k *stateKeeper) loop() {
-	defer close(k.done)
-	t := time.NewTicker(k.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-k.stop:
-			return
-		case <-t.C:
-			k.write()
-		}
-	}
 }
 
 func (k *stateKeeper) write() {
@@ -90,7 +73,6 @@ func (k *stateKeeper) close() {
 	if k == nil {
 		return
 	}
-	close(k.stop)
-	<-k.done
+	k.timer.halt()
 	k.write()
 }
