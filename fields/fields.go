@@ -489,13 +489,15 @@ func digitsAndDots(w uint64) (dots uint64, ok bool) {
 // leading zero.
 // It reads b[s:e] without bounds checks: 0 <= s and e <= len(b).
 func octet(b []byte, s, e int) bool {
-	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), s)
+	// The address b[s] is formed only when the field is not empty (s < e):
+	// a field at the end may start at len(b).
 	switch e - s {
 	case 1:
 		return true
 	case 2:
-		return *(*byte)(p) != '0'
+		return *(*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), s)) != '0'
 	case 3: // "100" to "255", compared as text
+		p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), s)
 		c0 := *(*byte)(p)
 		return c0 != '0' && uint(c0)<<16|uint(*(*byte)(unsafe.Add(p, 1)))<<8|uint(*(*byte)(unsafe.Add(p, 2))) <= '2'<<16|'5'<<8|'5'
 	}
