@@ -60,6 +60,7 @@ func fixtures(t *testing.T) (host, probe string) {
 // probeEvent is one line of the probe plugin's log (build/flbhost/probe).
 type probeEvent struct {
 	Ev          string            `json:"ev"`
+	Data        uint64            `json:"data"`
 	Tid         int               `json:"tid"`
 	Pid         int               `json:"pid"`
 	SP          uint64            `json:"sp"`
@@ -569,6 +570,42 @@ func TestHostRepeat(t *testing.T) {
 			}
 			if n := len(filterEv(evs, "flush")); n != 6 {
 				t.Errorf("the probe saw %d flushes, want 6", n)
+			}
+		})
+	}
+}
+
+// With -z N the flushes get N copies of the chunk in turn, each byte for
+// byte; without it every flush gets its own copy.
+func TestHostZeroCopy(t *testing.T) {
+	t.Parallel()
+	c := writeChunk(t, "z", 3)
+	want := sha256.Sum256(c.data)
+	for _, copies := range []int{0, 1, 3} {
+		t.Run(fmt.Sprint("copies=", copies), func(t *testing.T) {
+			res, evs, err := runProbe(t, flbtest.HostOptions{
+				Repeat:    6,
+				ZeroCopy:  copies,
+				Instances: []flbtest.Instance{{Name: "probe"}},
+				Chunks:    []flbtest.Chunk{{Instance: 0, Tag: "z", File: c.path}},
+			})
+			mustOK(t, res, err)
+			fl := filterEv(evs, "flush")
+			if len(fl) != 6 || res.FlushCount != 6 || res.Records != 18 {
+				t.Fatalf("%d flushes seen, totals %+v", len(fl), res)
+			}
+			addrs := map[uint64]bool{}
+			for i, f := range fl {
+				if f.SHA256 != hex.EncodeToString(want[:]) || f.Size != len(c.data) || f.Tag != "z" {
+					t.Errorf("flush %d: %+v", i, f)
+				}
+				addrs[f.Data] = true
+				if copies > 0 && f.Data != fl[i%copies].Data {
+					t.Errorf("flush %d got buffer %#x, flush %d %#x: not the copies in turn", i, f.Data, i%copies, fl[i%copies].Data)
+				}
+			}
+			if copies > 0 && len(addrs) != copies {
+				t.Errorf("%d buffers for %d copies", len(addrs), copies)
 			}
 		})
 	}

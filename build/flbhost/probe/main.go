@@ -114,6 +114,7 @@ import (
 // event is one line of the probe log.
 type event struct {
 	Ev          string            `json:"ev"`
+	Data        uint64            `json:"data,omitempty"` // a flush's buffer address
 	Tid         int               `json:"tid"`
 	Pid         int               `json:"pid"`
 	SP          uint64            `json:"sp"`
@@ -262,7 +263,7 @@ func FLBPluginOutputPreRun(hotReload C.int) C.int {
 //export FLBPluginFlushCtx
 func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.size_t, tag *C.char) (rc C.int) {
 	st, _ := output.FLBPluginGetContext(ctx).(*instance)
-	e := event{Ev: "flush", Ctx: uint64(uintptr(ctx)), Tag: C.GoString(tag), Size: int(length)}
+	e := event{Ev: "flush", Data: uint64(uintptr(data)), Ctx: uint64(uintptr(ctx)), Tag: C.GoString(tag), Size: int(length)}
 	if st == nil {
 		e.RC = output.FLB_ERROR
 		record(e)
