@@ -80,11 +80,11 @@ func (y *nursery) pop() *Flow {
 // grow doubles the ring, dropping the entries of flows that left the
 // nursery (so a ring of mostly promoted flows shrinks back).
 func (y *nursery) grow() {
-	live := y.young
-	q := make([]*Flow, max(64, 2*live))
-	if 2*live > len(y.q) {
-		q = make([]*Flow, max(64, 2*len(y.q)))
+	size := 2 * y.young // mostly young flows: double; mostly gone: compact
+	if size > len(y.q) {
+		size = 2 * len(y.q)
 	}
+	q := make([]*Flow, max(64, size))
 	n := 0
 	for y.n > 0 {
 		if f := y.pop(); f.state.Load() == statusYoung {
@@ -98,20 +98,27 @@ func (y *nursery) grow() {
 // addYoung creates the young flow src -> dst under h, with p.mu held,
 // making room in the shard's nursery first.
 func (s *Store) addYoung(p *pendingShard, h uint64, src, dst []byte) *Flow {
-	for p.young.young >= s.perYoung && p.young.n > 0 {
-		s.evictYoung(p)
-	}
 	f := &Flow{}
 	f.state.Store(statusYoung)
 	f.src, f.dst = s.tab.acquire(src, dst)
 	s.chargeShared()
 	s.flows.Add(1)
-	s.youngFlows.Add(1)
 	s.bytes.Add(f.bytes())
+	s.enterNursery(p, h, f)
+	return f
+}
+
+// enterNursery puts the young flow f (counted in Flows and Bytes) under h
+// into p's nursery and the index, evicting first if the nursery is full.
+// p.mu held.
+func (s *Store) enterNursery(p *pendingShard, h uint64, f *Flow) {
+	for p.young.young >= s.perYoung && p.young.n > 0 {
+		s.evictYoung(p)
+	}
 	p.young.push(f)
 	p.young.young++
+	s.youngFlows.Add(1)
 	s.idx.put(h, f)
-	return f
 }
 
 // evictYoung removes the oldest young flow of p's nursery that is active in

@@ -47,6 +47,9 @@ func TestYoungFlowMatures(t *testing.T) {
 		t.Fatalf("young: %+v, cost %d", st, f.cost())
 	}
 	youngCost := f.cost()
+	if want := int64(flowStructBytes + youngSlotBytes + indexSlotBytes + f.counts.bytes()); youngCost != want {
+		t.Fatalf("young cost %d, want %d", youngCost, want)
+	}
 	s.Observe(src, dst, t0.Unix()+int64((matureMinutes-1)*60), 10) // the matureMinutes-th minute
 	s.Wait()
 	if _, ok := s.rc.Get(h); !ok {
@@ -57,8 +60,8 @@ func TestYoungFlowMatures(t *testing.T) {
 		t.Fatalf("after promotion: %v, flow %p (want %p), status %d", r, g, f, f.status())
 	}
 	st = s.Stats()
-	if st.Young != 0 || st.Promoted != 1 || st.Flows != 1 || st.Bytes != f.cost() || f.cost()-youngCost != ristrettoBytes-youngSlotBytes+int64(f.counts.bytes())-(youngCost-flowStructBytes-youngSlotBytes-indexSlotBytes) {
-		t.Fatalf("mature: %+v, cost %d (young %d)", st, f.cost(), youngCost)
+	if want := int64(flowStructBytes + ristrettoBytes + indexSlotBytes + f.counts.bytes()); st.Young != 0 || st.Promoted != 1 || st.Flows != 1 || st.Bytes != f.cost() || f.cost() != want {
+		t.Fatalf("mature: %+v, cost %d (want %d; young %d)", st, f.cost(), want, youngCost)
 	}
 	if n := flowCount(s, f); n != 3*(matureMinutes-1)+2 {
 		t.Fatalf("%d counts, want %d", n, 3*(matureMinutes-1)+2)

@@ -670,19 +670,13 @@ func (s *Store) install(sn *snapshot) {
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
 
-// restoreYoung puts a restored young flow into its nursery, making room as
-// addYoung does (a restored flow may then be the one evicted).
+// restoreYoung puts a restored young flow into its nursery (a restored
+// flow may then be the one evicted to make room).
 func (s *Store) restoreYoung(h uint64, f *Flow) {
 	p := &s.pending[h%shards]
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.young.young >= s.perYoung && p.young.n > 0 {
-		s.evictYoung(p)
-	}
-	p.young.push(f)
-	p.young.young++
-	s.youngFlows.Add(1)
-	s.idx.put(h, f)
+	s.enterNursery(p, h, f)
 }
 
 // pendingHolds reports whether the pending table holds f under h.

@@ -876,53 +876,46 @@ static void count_flush(const struct chunk *ck, int rc);
 static void do_flush(struct coro_stacks *s, struct chunk *ck)
 {
     struct flush_call call;
-    unsigned char *buf;
-    char *tag;
+    unsigned char *buf = NULL; /* the private copies, without -z */
+    char *tag = NULL;
     size_t taglen = strlen(ck->tag);
+    int failed;
 
+    call.ins = ck->ins;
+    call.size = ck->size;
+    call.rc = FLB_ERROR;
     if (cfg.zero_copy > 0) {
         uint64_t k = __atomic_fetch_add(&ck->next, 1, __ATOMIC_RELAXED);
 
-        call.ins = ck->ins;
         call.data = ck->copies[k % (uint64_t) cfg.zero_copy];
-        call.size = ck->size;
         call.tag = ck->tag;
-        call.rc = FLB_ERROR;
-        if (run_in_coro(s, &call) != 0) {
+    } else {
+        buf = malloc(ck->size ? ck->size : 1);
+        tag = malloc(taglen + 1);
+        if (!buf || !tag) {
+            errorf("out of memory for a flush");
+            free(buf);
+            free(tag);
             fail_host();
             return;
         }
-        count_flush(ck, call.rc);
-        return;
+        memcpy(buf, ck->data, ck->size);
+        memcpy(tag, ck->tag, taglen + 1);
+        call.data = buf;
+        call.tag = tag;
     }
-    buf = malloc(ck->size ? ck->size : 1);
-    tag = malloc(taglen + 1);
-    if (!buf || !tag) {
-        errorf("out of memory for a flush");
+    failed = run_in_coro(s, &call) != 0;
+    if (buf) {
+        /* The plugin may not keep data or tag: poison them before free. */
+        poison_memset(buf, 0xAA, ck->size);
+        poison_memset(tag, 0xAA, taglen + 1);
         free(buf);
         free(tag);
+    }
+    if (failed) {
         fail_host();
         return;
     }
-    memcpy(buf, ck->data, ck->size);
-    memcpy(tag, ck->tag, taglen + 1);
-
-    call.ins = ck->ins;
-    call.data = buf;
-    call.size = ck->size;
-    call.tag = tag;
-    call.rc = FLB_ERROR;
-    if (run_in_coro(s, &call) != 0) {
-        free(buf);
-        free(tag);
-        fail_host();
-        return;
-    }
-    /* The plugin may not keep data or tag: poison them before free. */
-    poison_memset(buf, 0xAA, ck->size);
-    poison_memset(tag, 0xAA, taglen + 1);
-    free(buf);
-    free(tag);
     count_flush(ck, call.rc);
 }
 
