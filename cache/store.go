@@ -501,8 +501,14 @@ func (s *Store) count(e *Event) {
 
 // sketchEvery: an admitted flow's Get feeds ristretto's sketch on one in
 // sketchEvery of its active minutes. On the simulator's day 42 % of the
-// events open a new minute of their flow, so about 10 % of them call Get.
-const sketchEvery = 4
+// events open a new minute of their flow, so about 2.7 % of them call Get.
+// A Get of a flow among a million costs as much as the rest of counting
+// an event (BenchmarkObserve/ristretto-get); with one in 4, the Gets were
+// 20 % of BenchmarkObserveReplay's time. TinyLFU's counters hold at most
+// 15: a flow active in every minute still tops them within hours, one
+// active in a few minutes ranks near a one-off either way. Evicted
+// established flows are requeued ahead of short-lived ones (settle).
+const sketchEvery = 16
 
 // hash returns the flow's hash, the ristretto and index key (never 0): a
 // 64-bit hash (hash/maphash, under a random per-process seed, so that
@@ -759,11 +765,18 @@ const pendingGrace = 10
 // idle for requeueIdle minutes; others get the pending grace. So a flood of
 // one-off flows can push an established flow out of ristretto for a while,
 // but cannot make it lose a count. Requeued flows have their own room in
-// the pending ring (a quarter of it for single-event flows, so that a flood
-// of those cannot crowd out established ones) and a byte budget.
+// the pending ring and a byte budget: single-event flows may take a
+// quarter of it, flows active in fewer than establishedMinutes minutes of
+// the window half, so that churn of short-lived flows cannot crowd out the
+// long-lived ones. That matters: TinyLFU's frequencies of admitted flows
+// are sampled (sketchEvery) and halved at its resets, while a refused flow
+// calls Get on every event, so under churn of flows that mature and are
+// refused, an established flow can be ristretto's victim
+// (TestChurnOfMaturingFlowsKeepsBeacons).
 const (
-	requeueEvents = 2
-	requeueIdle   = 60
+	requeueEvents      = 2
+	requeueIdle        = 60
+	establishedMinutes = 30
 )
 
 func (s *Store) settle(h uint64, f *Flow) {
@@ -795,12 +808,20 @@ func (s *Store) settle(h uint64, f *Flow) {
 	f.mu.Lock()
 	active := f.last > s.wm.Load()-requeueIdle
 	n, ev := f.bytes(), f.events
+	established := f.isDense() || int(f.n) >= establishedMinutes
 	f.mu.Unlock()
 	roomN, roomB := s.perPend, int64(s.perPend)*requeueSlotBytes
-	if ev < requeueEvents {
+	switch {
+	case ev < requeueEvents:
 		roomN, roomB = s.perPend/4, roomB/4
+	case !established:
+		roomN, roomB = s.perPend/2, roomB/2
 	}
-	if !active || p.nreq >= roomN || p.n >= len(p.q) || p.bytes+n > roomB {
+	full := func() bool { return p.nreq >= roomN || p.bytes+n > roomB }
+	if active && established && full() {
+		s.unqueueShortLived(p, full)
+	}
+	if !active || full() || p.n >= len(p.q) {
 		s.release(f)
 		return
 	}
@@ -811,6 +832,34 @@ func (s *Store) settle(h uint64, f *Flow) {
 	p.bytes += n
 	f.setStatus(statusRejected)
 	s.requeued.Add(1)
+}
+
+// unqueueShortLived makes room in p's requeue budget for an established
+// flow that ristretto evicted: it releases requeued flows that are not
+// established (active in fewer than establishedMinutes minutes), oldest
+// first, until full reports room (as makeRoom drops them: see drop). Only refused ones go: a flow in flight or
+// admitted since stays. A released flow's ring slot stays, as a slot of a
+// new flow (lookupPending and makeRoom know such slots). Called with p.mu
+// held.
+func (s *Store) unqueueShortLived(p *pendingShard, full func() bool) {
+	for i := 0; i < p.n && full(); i++ {
+		e := &p.q[(p.head+i)%len(p.q)]
+		f := p.m[e.h]
+		if e.bytes == 0 || f == nil || f.state.Load() != statusRejected {
+			continue
+		}
+		f.mu.Lock()
+		short := !f.isDense() && int(f.n) < establishedMinutes
+		f.mu.Unlock()
+		if short {
+			s.drop(e.h, f) // folded into the flow ristretto holds for the key, if any, else released
+		}
+		if f.isReleased() {
+			p.bytes -= int64(e.bytes)
+			p.nreq--
+			e.bytes = 0
+		}
+	}
 }
 
 // merge moves f's counts and statistics into g (another flow for the same
