@@ -193,3 +193,43 @@ func (r *replay) run(n, day int, fn func([]Event)) int {
 		}
 	}
 }
+
+// BenchmarkRandomReads is the machine's memory floor for a store of a
+// million flows: random 8-byte reads of a 512 MiB buffer, "independent"
+// (4,096 addresses at a time, read back to back: as many misses in flight
+// as the CPU allows, as ObserveBatch's prefetching arranges) and
+// "dependent" (each address from the word read before: one miss at a
+// time, as Observe's lookups). ns/op is per read.
+func BenchmarkRandomReads(b *testing.B) {
+	const words = 64 << 20
+	mem := make([]uint64, words)
+	for i := range mem {
+		mem[i] = uint64(i) * 0x9e3779b97f4a7c15 >> 38 // < words
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	b.Run("independent", func(b *testing.B) {
+		idx := make([]uint32, 4096)
+		var sum uint64
+		b.ResetTimer()
+		for done := 0; done < b.N; done += len(idx) {
+			for i := range idx {
+				idx[i] = uint32(r.Uint64() % words)
+			}
+			for _, j := range idx[:min(len(idx), b.N-done)] {
+				sum += mem[j]
+			}
+		}
+		if sum == 1 {
+			b.Log(sum)
+		}
+	})
+	b.Run("dependent", func(b *testing.B) {
+		p := uint64(0)
+		for i := 0; i < b.N; i++ {
+			p = (mem[p] + uint64(i)) % words
+		}
+		if p == words {
+			b.Log(p)
+		}
+	})
+}
