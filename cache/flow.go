@@ -188,7 +188,11 @@ func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) 
 }
 
 // prefetchState asks the CPU to fetch the counts and the source words that
-// counting an event at minute abs touches. It reads the counts' fields
+// counting an event at minute abs touches: the newest cell, and for an
+// event in a newer minute than the flow's the oldest cell (advance reads
+// it) and the source's bit word of the minute (mark sets it), which on
+// the simulator's day in time order took the time per event from a
+// median of 336 to 264 ns (BenchmarkObserveReplay). It reads the counts' fields
 // without the flow lock, on purpose: the values only make addresses for
 // prefetch, which never faults, and a stale one costs a miss, nothing
 // more. The race detector is told not to look (go:norace); the reads go
@@ -201,12 +205,23 @@ func (f *Flow) prefetchState(abs int32) {
 	if p == 0 {
 		return
 	}
+	newer := abs > c.last
 	if c.base == denseBase {
 		prefetch(p + uintptr(mod(abs))*2)
 	} else if c.n > 0 {
-		prefetch(p + 4*uintptr(c.n-1)) // the newest cell, where most events land
+		q := p + 4*uintptr(c.n-1)
+		prefetch(q) // the newest cell, where most events land
+		if newer && p>>6 != q>>6 {
+			prefetch(p) // the oldest, which advance checks for the window's end
+		}
 	}
-	prefetch(*(*uintptr)(unsafe.Pointer(&f.src)))
+	src := *(*uintptr)(unsafe.Pointer(&f.src))
+	prefetch(src)
+	if newer && src != 0 {
+		// The word of the source's minute bits that mark sets when the
+		// minute is new to the source too.
+		prefetch(src + unsafe.Offsetof(source{}.bits) + uintptr(mod(abs)>>6)*8)
+	}
 }
 
 // release marks the flow released and returns the bytes it was charged, or
