@@ -808,7 +808,7 @@ func (s *Store) settle(h uint64, f *Flow) {
 	f.mu.Lock()
 	active := f.last > s.wm.Load()-requeueIdle
 	n, ev := f.bytes(), f.events
-	established := f.isDense() || int(f.n) >= establishedMinutes
+	established := f.established()
 	f.mu.Unlock()
 	roomN, roomB := s.perPend, int64(s.perPend)*requeueSlotBytes
 	switch {
@@ -834,6 +834,10 @@ func (s *Store) settle(h uint64, f *Flow) {
 	s.requeued.Add(1)
 }
 
+// established reports whether f was active in establishedMinutes minutes
+// of its window (a dense flow is). Call with f.mu held.
+func (f *Flow) established() bool { return f.isDense() || int(f.n) >= establishedMinutes }
+
 // unqueueShortLived makes room in p's requeue budget for an established
 // flow that ristretto evicted: it releases requeued flows that are not
 // established (active in fewer than establishedMinutes minutes), oldest
@@ -849,7 +853,7 @@ func (s *Store) unqueueShortLived(p *pendingShard, full func() bool) {
 			continue
 		}
 		f.mu.Lock()
-		short := !f.isDense() && int(f.n) < establishedMinutes
+		short := !f.established()
 		f.mu.Unlock()
 		if short {
 			s.drop(e.h, f) // folded into the flow ristretto holds for the key, if any, else released
