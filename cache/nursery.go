@@ -21,6 +21,15 @@ package cache
 //     ristretto, where established flows live; a young flow evicted loses
 //     its counts (it was not kept), exactly as a refused flow dropped from
 //     the pending table.
+//   - A flow in its first minute looks like a one-off. So that a beacon can
+//     show its second minute, a full shard whose oldest young flow had its
+//     first event less than youngGrace minutes ago takes the new flow
+//     without evicting, up to twice its share. That excess is not taken
+//     from ristretto's MaxCost: it can arise only while new flows arrive
+//     faster than a shard's share every youngGrace minutes (a small store,
+//     or a flood far beyond TestHeavyFlood's, whose 6,944 one-offs a
+//     minute fill a tenth of a 256 MiB store's nursery in that time), and
+//     it is at most the nursery's share again.
 //   - Young flows are in the store's index like admitted ones, so their
 //     events take the same lock-free path. The ring is the only other
 //     reference; the index is the truth for a key, checked under the
@@ -49,6 +58,7 @@ const (
 	youngSlotBytes = 16 // a ring pointer, the ring at half its length on average
 	youngIdle      = 60 // minutes: a young flow active this recently gets a second chance
 	youngTries     = 8
+	youngGrace     = 10 // minutes after its first event in which a young flow is not evicted from a shard under twice its share
 )
 
 // nursery is a pending shard's ring of young flows, oldest first. The ring
@@ -113,12 +123,35 @@ func (s *Store) addYoung(p *pendingShard, h uint64, src, dst []byte) *Flow {
 // p.mu held.
 func (s *Store) enterNursery(p *pendingShard, h uint64, f *Flow) {
 	for p.young.young >= s.perYoung && p.young.n > 0 {
+		if p.young.young < 2*s.perYoung && s.oldestYoungIsNew(p) {
+			break // every young flow here is in its grace: the shard grows
+		}
 		s.evictYoung(p)
 	}
 	p.young.push(f)
 	p.young.young++
 	s.youngFlows.Add(1)
 	s.idx.put(h, f)
+}
+
+// oldestYoungIsNew reports whether the young flow at the head of p's
+// nursery, the oldest but for flows given a second chance, had its first
+// event less than youngGrace minutes of event time ago. It drops the
+// leading entries of flows that left the nursery. p.mu held.
+func (s *Store) oldestYoungIsNew(p *pendingShard) bool {
+	y := &p.young
+	for y.n > 0 {
+		f := y.q[y.head]
+		if f.state.Load() != statusYoung {
+			y.pop()
+			continue
+		}
+		f.mu.Lock()
+		first := int32(f.firstSec / 60)
+		f.mu.Unlock()
+		return first > s.wm.Load()-youngGrace
+	}
+	return false
 }
 
 // evictYoung removes the oldest young flow of p's nursery that is active in

@@ -69,7 +69,8 @@ func TestYoungFlowMatures(t *testing.T) {
 }
 
 // A full nursery evicts one-off flows before a young flow active in two
-// minutes, and its young flows' count and bytes stay bounded.
+// minutes, and its young flows' count and bytes stay bounded: by twice its
+// share while they are all in their grace, by its share after.
 func TestNurseryEvictsOneOffsFirst(t *testing.T) {
 	s := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
 	capacity := s.perYoung * shards
@@ -77,15 +78,27 @@ func TestNurseryEvictsOneOffsFirst(t *testing.T) {
 	src := []byte("10.0.0.1")
 	s.Observe(src, keep, t0.Unix(), 1)
 	s.Observe(src, keep, t0.Unix()+60, 1) // a second minute
-	for i := 0; i < 20*capacity; i++ {
-		s.Observe([]byte(fmt.Sprintf("10.9.%d.%d", i>>8&255, i&255)), []byte(fmt.Sprintf("scan%d.example", i)), t0.Unix()+90, 1)
+	scan := func(from, n int, sec int64) {
+		for i := from; i < from+n; i++ {
+			s.Observe([]byte(fmt.Sprintf("10.9.%d.%d", i>>8&255, i&255)), []byte(fmt.Sprintf("scan%d.example", i)), sec, 1)
+		}
 	}
+	scan(0, 20*capacity, t0.Unix()+90)
 	st := s.Stats()
-	if st.Young > int64(capacity) || st.YoungEvicted < int64(18*capacity) {
-		t.Fatalf("nursery of %d: %+v", capacity, st)
+	if st.Young > int64(2*capacity) || st.YoungEvicted < int64(18*capacity) {
+		t.Fatalf("nursery of %d in the grace: %+v", capacity, st)
 	}
-	if st.Bytes > int64(capacity)*youngFlowBytes {
-		t.Fatalf("young flows take %d bytes, more than the nursery's %d", st.Bytes, int64(capacity)*youngFlowBytes)
+	if st.Bytes > int64(2*capacity)*youngFlowBytes {
+		t.Fatalf("young flows take %d bytes, more than twice the nursery's %d", st.Bytes, int64(capacity)*youngFlowBytes)
+	}
+	// Past the grace, a shard that takes a new flow evicts the old ones
+	// down to its share first (in the grace, a shard under twice its share
+	// evicts none).
+	before := st.YoungEvicted
+	scan(20*capacity, capacity, t0.Unix()+90+60*(youngGrace+1))
+	st = s.Stats()
+	if st.YoungEvicted-before < int64(capacity) || st.Young > int64(2*capacity) {
+		t.Fatalf("nursery of %d past the grace: %d evicted for %d new flows: %+v", capacity, st.YoungEvicted-before, capacity, st)
 	}
 	got := flowTotals(s)
 	if got["10.0.0.1\x00keeper.example"] != 2 {
@@ -93,6 +106,36 @@ func TestNurseryEvictsOneOffsFirst(t *testing.T) {
 	}
 	if len(got) != int(st.Flows) {
 		t.Fatalf("Range saw %d flows, Stats %d", len(got), st.Flows)
+	}
+}
+
+// Flows in their first minute, in nursery shards that a burst of one-offs
+// fills in that same minute, are not evicted before their second minute
+// (the grace): 100 beacons, then 80 % of the nursery's share in one-offs,
+// then the beacons' second events. Without the grace about half the
+// shards overflow and evict their oldest flows, the beacons.
+func TestNurseryGraceKeepsFirstMinuteFlows(t *testing.T) {
+	s := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
+	capacity := s.perYoung * shards
+	src := []byte("10.1.0.1")
+	beacon := func(b int) []byte { return []byte(fmt.Sprintf("c2-%d.example", b)) }
+	for b := 0; b < 100; b++ {
+		s.Observe(src, beacon(b), t0.Unix(), 1)
+	}
+	for i := 0; i < capacity*8/10; i++ {
+		s.Observe([]byte(fmt.Sprintf("10.9.%d.%d", i>>8&255, i&255)), []byte(fmt.Sprintf("scan%d.example", i)), t0.Unix()+30, 1)
+	}
+	for b := 0; b < 100; b++ {
+		s.Observe(src, beacon(b), t0.Unix()+60, 1)
+	}
+	got := flowTotals(s)
+	for b := 0; b < 100; b++ {
+		if n := got[string(src)+"\x00"+string(beacon(b))]; n != 2 {
+			t.Fatalf("beacon %d has %d counts, want 2 (stats %+v)", b, n, s.Stats())
+		}
+	}
+	if st := s.Stats(); st.Young <= int64(capacity)*8/10 {
+		t.Fatalf("the burst did not fill the nursery past its share in some shard: %+v", st)
 	}
 }
 
