@@ -190,9 +190,8 @@ func (f *Flow) observe(abs int32, sec uint32, bytes int64, total *atomic.Int64) 
 // prefetchState asks the CPU to fetch the counts and the source words that
 // counting an event at minute abs touches: the newest cell, and for an
 // event in a newer minute than the flow's the oldest cell (advance reads
-// it) and the source's bit word of the minute (mark sets it), which on
-// the simulator's day in time order took the time per event from a
-// median of 336 to 264 ns (BenchmarkObserveReplay). It reads the counts' fields
+// it) and the source's bit word of the minute (mark sets it; see
+// BenchmarkObserveReplay in docs/benchmarks.md). It reads the counts' fields
 // without the flow lock, on purpose: the values only make addresses for
 // prefetch, which never faults, and a stale one costs a miss, nothing
 // more. The race detector is told not to look (go:norace); the reads go

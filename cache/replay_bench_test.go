@@ -199,7 +199,8 @@ func (r *replay) run(n, day int, fn func([]Event)) int {
 // (4,096 addresses at a time, read back to back: as many misses in flight
 // as the CPU allows, as ObserveBatch's prefetching arranges) and
 // "dependent" (each address from the word read before: one miss at a
-// time, as Observe's lookups). ns/op is per read.
+// time, as Observe's lookups). ns/op is per read; "independent" includes
+// making the random addresses (a few ns).
 func BenchmarkRandomReads(b *testing.B) {
 	const words = 64 << 20
 	mem := make([]uint64, words)

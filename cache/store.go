@@ -839,12 +839,11 @@ func (s *Store) settle(h uint64, f *Flow) {
 func (f *Flow) established() bool { return f.isDense() || int(f.n) >= establishedMinutes }
 
 // unqueueShortLived makes room in p's requeue budget for an established
-// flow that ristretto evicted: it releases requeued flows that are not
-// established (active in fewer than establishedMinutes minutes), oldest
-// first, until full reports room (as makeRoom drops them: see drop). Only refused ones go: a flow in flight or
-// admitted since stays. A released flow's ring slot stays, as a slot of a
-// new flow (lookupPending and makeRoom know such slots). Called with p.mu
-// held.
+// flow that ristretto evicted: it drops requeued flows that are not
+// established, oldest first, until full reports room, as makeRoom drops
+// flows (see drop). Only refused ones go: a flow in flight or admitted
+// since stays. A dropped flow's ring slot stays, as the slot of a new flow
+// (lookupPending and makeRoom know such slots). p.mu held.
 func (s *Store) unqueueShortLived(p *pendingShard, full func() bool) {
 	for i := 0; i < p.n && full(); i++ {
 		e := &p.q[(p.head+i)%len(p.q)]
@@ -855,10 +854,10 @@ func (s *Store) unqueueShortLived(p *pendingShard, full func() bool) {
 		f.mu.Lock()
 		short := !f.established()
 		f.mu.Unlock()
-		if short {
-			s.drop(e.h, f) // folded into the flow ristretto holds for the key, if any, else released
+		if !short {
+			continue
 		}
-		if f.isReleased() {
+		if s.drop(e.h, f); f.isReleased() { // folded into ristretto's flow for the key, or released
 			p.bytes -= int64(e.bytes)
 			p.nreq--
 			e.bytes = 0
