@@ -139,6 +139,8 @@ bench-cache:
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkObserve($$|Hit|BatchHit|Parallel|NewFlow)' -benchmem -benchtime 2000000x ./cache
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkObserveReplay' -benchmem -benchtime 23654829x -cpu 1 ./cache
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkRandomReads' -benchtime 20000000x -cpu 1 ./cache
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkIdeal/replay' -benchmem -benchtime 23654829x -cpu 1 ./cache
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkIdeal/uniform' -benchmem -benchtime 4000000x -cpu 1 ./cache
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkSnapshot|BenchmarkRestore' -cpu 1 -benchtime 3x ./cache
 	BEACONGRID_HEAVY=1 $(GO) test -count=1 -timeout 30m -v -run 'TestHeavyMemoryPerFlow' ./cache
 	BEACONGRID_HEAVY=1 $(GO) test -count=1 -timeout 60m -v -run 'TestHeavyFlood' ./cache

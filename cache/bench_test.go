@@ -27,18 +27,25 @@ var (
 
 const bigSrcN, bigDstN = 5000, 200
 
+// bigKeys returns the fixture's sources and destinations: its flows are
+// every pair of them.
+func bigKeys() (srcs, dsts [][]byte) {
+	for i := 0; i < bigSrcN; i++ {
+		srcs = append(srcs, []byte(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)))
+	}
+	for j := 0; j < bigDstN; j++ {
+		dsts = append(dsts, []byte(fmt.Sprintf("svc%d.example.com", j)))
+	}
+	return srcs, dsts
+}
+
 func bigFixture(b *testing.B) *Store {
 	bigOnce.Do(func() {
 		s, err := New(Config{MaxBytes: 2 << 30, ExpectedFlows: bigSrcN * bigDstN, Now: fixedNow})
 		if err != nil {
 			panic(err)
 		}
-		for i := 0; i < bigSrcN; i++ {
-			bigSrcs = append(bigSrcs, []byte(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)))
-		}
-		for j := 0; j < bigDstN; j++ {
-			bigDsts = append(bigDsts, []byte(fmt.Sprintf("svc%d.example.com", j)))
-		}
+		bigSrcs, bigDsts = bigKeys()
 		for i := range bigSrcs {
 			for j := range bigDsts {
 				s.Observe(bigSrcs[i], bigDsts[j], t0.Unix()+int64(j), 1)
