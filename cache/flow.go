@@ -2,7 +2,6 @@ package cache
 
 import (
 	"math"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -16,7 +15,7 @@ import (
 // The struct is laid out to fit the 112-byte allocation class; the flow's
 // key is its source's address and its destination's name, both shared.
 type Flow struct {
-	mu    sync.Mutex
+	mu    flowLock
 	state atomic.Uint32 // statusInFlight, statusRejected or statusAdmitted, | released
 	gapN  uint32        // the gap welford's count, kept here to pack the struct
 	src   *source
