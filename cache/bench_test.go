@@ -192,14 +192,7 @@ func BenchmarkObserve(b *testing.B) {
 				keys := make([]byte, batchLen*64)
 				for i := 0; i < b.N; {
 					m := min(batchLen, b.N-i)
-					room := keys
-					for x := range evs[:m] {
-						k := idx[(i+x)&(1<<20-1)]
-						j := int(k) % bigDstN
-						var src, dst []byte
-						src, dst, room = joinKey(room, bigSrcs[int(k)/bigDstN], bigDsts[j])
-						evs[x] = Event{Src: src, Dst: dst, Sec: t0.Unix() + int64(j), Size: 1}
-					}
+					bigBatch(evs[:m], keys, idx, i, bigSrcs, bigDsts)
 					s.ObserveBatch(evs[:m])
 					i += m
 				}
@@ -225,6 +218,20 @@ func BenchmarkObserve(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// bigBatch fills evs with the events idx[i:] (cyclically; len(idx) is a
+// power of two) names among the fixture's flows srcs x dsts, each in its
+// flow's own minute, their keys back to back in keys.
+func bigBatch(evs []Event, keys []byte, idx []int32, i int, srcs, dsts [][]byte) {
+	room := keys
+	for x := range evs {
+		k := idx[(i+x)&(len(idx)-1)]
+		j := int(k) % bigDstN
+		var src, dst []byte
+		src, dst, room = joinKey(room, srcs[int(k)/bigDstN], dsts[j])
+		evs[x] = Event{Src: src, Dst: dst, Sec: t0.Unix() + int64(j), Size: 1}
 	}
 }
 

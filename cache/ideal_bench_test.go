@@ -85,14 +85,7 @@ func benchIdealUniform(b *testing.B, mode string) {
 	b.ResetTimer()
 	for i := 0; i < b.N; {
 		m := min(batchLen, b.N-i)
-		room := keys
-		for x := range evs[:m] {
-			k := idx[(i+x)&(1<<20-1)]
-			j := int(k) % bigDstN
-			var src, dst []byte
-			src, dst, room = joinKey(room, srcs[int(k)/bigDstN], dsts[j])
-			evs[x] = Event{Src: src, Dst: dst, Sec: t0.Unix() + int64(j), Size: 1}
-		}
+		bigBatch(evs[:m], keys, idx, i, srcs, dsts)
 		if !loopOnly {
 			t.batch(evs[:m])
 		}
