@@ -15,10 +15,13 @@ import (
 // flow's observe (perf annotate of make bench-plugin's host run; see
 // docs/benchmarks.md, "Session of 19:47 UTC").
 //
-// A flow is held for a few hundred nanoseconds at most (an event counted,
-// a View copied, a snapshot record written), so a waiter spins a few
-// times and then yields its P between tries; it never sleeps in the
-// kernel.
+// A flow is held briefly: an event counted (tens of nanoseconds), a View
+// copied or a snapshot record written (a few microseconds for a dense
+// flow), two flows merged. Two goroutines rarely want one flow at once
+// (two flush workers counting it in the same instant), so a waiter spins
+// a few times and then yields its P between tries. It never parks: a
+// holder that lost its thread to the scheduler costs a waiter CPU until
+// it runs again, where sync.Mutex would have put the waiter to sleep.
 type flowLock struct{ v atomic.Uint32 }
 
 // Lock takes the lock.
