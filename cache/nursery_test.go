@@ -69,8 +69,8 @@ func TestYoungFlowMatures(t *testing.T) {
 }
 
 // A full nursery evicts one-off flows before a young flow active in two
-// minutes, and its young flows' count and bytes stay bounded: by twice its
-// share while they are all in their grace, by its share after.
+// minutes, and its young flows' count and bytes stay within twice its
+// share; once the one-offs are past their grace, new flows evict them.
 func TestNurseryEvictsOneOffsFirst(t *testing.T) {
 	s := newStore(t, Config{MaxBytes: 2 << 20, Now: fixedNow})
 	capacity := s.perYoung * shards
